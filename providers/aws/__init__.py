@@ -1,0 +1,1 @@
+"""The AWS provider: credentials, SSM Run Command, discovery."""

@@ -1,0 +1,36 @@
+"""Settings of the AWS provider, as plain data (the Prefect block converts itself to this)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from providers.base import PollSchedule
+from providers.partitions import Environment
+
+
+class AwsProviderConfig(BaseModel):
+    """Everything the AWS provider needs to know, secrets as ``SecretStr``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    environment: Environment = Field(
+        default=Environment.COM,
+        description="the environment the keys below (if any) belong to; also the home environment",
+    )
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    profile_name: str | None = None
+    role_name: str = "OrganizationAccountAccessRole"
+    external_id: SecretStr | None = None
+    session_duration_seconds: int = Field(default=3600, ge=900, le=43_200)
+    session_name: str = Field(default="cloudops-flows", max_length=64)
+    default_regions: tuple[str, ...] = ()
+    output_s3_bucket: str | None = None
+    output_s3_prefix: str = "cloudops-flows"
+    poll: PollSchedule = Field(default_factory=PollSchedule)
+    endpoint_url: str | None = Field(
+        default=None, description="one endpoint for every service: a VPC endpoint or a test server"
+    )
+    max_attempts: int = Field(default=8, ge=1, le=20, description="botocore retry attempts")
+    max_concurrent_groups: int = Field(default=8, ge=1, le=64)

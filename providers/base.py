@@ -1,0 +1,411 @@
+"""The provider interface every execution backend implements, and the models it speaks.
+
+A provider runs scripts on servers and tells who it is. Running is split in steps so that each
+can be its own retryable Prefect task and a resumed run can re-attach to what it already sent:
+
+    plan = provider.prepare(targets, request)      # group, pre-check, chunk; nothing sent
+    ref = provider.send(chunk, request)             # one command per chunk
+    progress = provider.poll(ref)                    # one poll round, terminal results so far
+    results = provider.collect(ref)                  # poll with backoff until done or deadline
+
+``execute_script`` and ``execute_script_batch`` are those steps run in order, for callers that
+need no orchestration. This module imports nothing from Prefect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from providers.partitions import Environment
+
+
+class Platform(StrEnum):
+    LINUX = "linux"
+    WINDOWS = "windows"
+
+
+class Interpreter(StrEnum):
+    """How a script is run. bash, sh and python run on Linux; powershell on Windows."""
+
+    BASH = "bash"
+    SH = "sh"
+    PYTHON = "python"
+    POWERSHELL = "powershell"
+
+    @property
+    def platform(self) -> Platform:
+        return Platform.WINDOWS if self is Interpreter.POWERSHELL else Platform.LINUX
+
+
+class ResultStatus(StrEnum):
+    """Outcome of a script on one instance."""
+
+    SUCCESS = "success"
+    FAILED = "failed"  # ran and exited non-zero
+    TIMED_OUT = "timed_out"  # ran past its execution timeout, or the run's deadline passed
+    CANCELLED = "cancelled"
+    UNDELIVERABLE = "undeliverable"  # the agent never received it (delivery timeout, gone)
+    NOT_MANAGED = "not_managed"  # unknown to SSM: no agent, no instance profile, wrong account
+    OFFLINE = "offline"  # known to SSM but its agent is not Online
+    SKIPPED = "skipped"  # deliberately not sent (platform mismatch, not applicable)
+    ERROR = "error"  # we could not run it (credentials, API refusal, bad target)
+
+    @property
+    def is_success(self) -> bool:
+        return self is ResultStatus.SUCCESS
+
+
+class CredentialSource(StrEnum):
+    BLOCK = "block"
+    ENV = "env"
+    PROFILE = "profile"
+    DEFAULT_CHAIN = "default_chain"
+    LOCAL = "local"
+
+
+class Target(BaseModel):
+    """One server to run on. The local provider's only target is ``localhost``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    instance_id: str = Field(min_length=1, max_length=64)
+    account_id: str = Field(default="", max_length=12)
+    region: str = Field(default="", max_length=32)
+    platform: Platform = Platform.LINUX
+    name: str | None = Field(default=None, max_length=255)
+
+    @property
+    def label(self) -> str:
+        """How a person names this target in a message."""
+        where = "/".join(p for p in (self.account_id, self.region) if p)
+        return f"{self.instance_id} ({where})" if where else self.instance_id
+
+
+class Instance(BaseModel):
+    """A server found by discovery."""
+
+    instance_id: str
+    name: str | None = None
+    state: str
+    platform: Platform
+    tags: dict[str, str] = Field(default_factory=dict)
+    account_id: str
+    region: str
+    environment: Environment | None = None
+    ssm_managed: bool = False
+    ping_status: str | None = None
+
+    def to_target(self) -> Target:
+        return Target(
+            instance_id=self.instance_id,
+            account_id=self.account_id,
+            region=self.region,
+            platform=self.platform,
+            name=self.name,
+        )
+
+
+class DiscoveryFilter(BaseModel):
+    """Which instances to find: accounts and regions to look in, tags that must match."""
+
+    accounts: list[str] = Field(default_factory=list, description="empty: the caller's account")
+    regions: list[str] = Field(default_factory=list, description="empty: the provider's defaults")
+    tags: dict[str, str] = Field(default_factory=dict, description="tag key -> required value")
+    states: list[str] = Field(default_factory=lambda: ["running"])
+    platform: Platform | None = None
+
+
+class Account(BaseModel):
+    account_id: str
+    account_name: str | None = None
+    environment: Environment | None = None
+
+
+class CredentialReport(BaseModel):
+    """Who a provider acts as. Never holds the secret."""
+
+    environment: Environment | None = None
+    account_id: str
+    arn: str
+    partition: str
+    source: CredentialSource
+    expiry: datetime | None = None
+    region: str | None = None
+
+
+class ScriptRequest(BaseModel):
+    """What to run and its limits, shared by every chunk of one run."""
+
+    script: str = Field(min_length=1)
+    interpreter: Interpreter = Interpreter.BASH
+    timeout_seconds: int = Field(default=300, ge=1, le=172_800, description="execution limit")
+    delivery_timeout_seconds: int = Field(
+        default=600, ge=30, le=2_592_000, description="how long SSM tries to deliver"
+    )
+    comment: str = Field(default="", max_length=100)
+    max_concurrency: str | None = None
+    max_errors: str | None = None
+
+    @property
+    def platform(self) -> Platform:
+        return self.interpreter.platform
+
+    def fingerprint(self) -> str:
+        """Identifies this request, so a chunk key changes when the script changes."""
+        h = hashlib.sha256()
+        for part in (self.script, self.interpreter, str(self.timeout_seconds), self.comment):
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:16]
+
+
+class ScriptResult(BaseModel):
+    """The outcome of a script on one instance."""
+
+    instance_id: str
+    account_id: str = ""
+    region: str = ""
+    status: ResultStatus
+    exit_code: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    command_id: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    error: str | None = Field(default=None, description="what went wrong, for a person")
+
+    @classmethod
+    def without_running(
+        cls, target: Target, status: ResultStatus, error: str, command_id: str | None = None
+    ) -> ScriptResult:
+        """A result for a target that was not (or could not be) run."""
+        now = datetime.now(UTC)
+        return cls(
+            instance_id=target.instance_id,
+            account_id=target.account_id,
+            region=target.region,
+            status=status,
+            error=error,
+            command_id=command_id,
+            started_at=now,
+            ended_at=now,
+        )
+
+
+class BatchStatus(StrEnum):
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class BatchResult(BaseModel):
+    status: BatchStatus
+    results: list[ScriptResult]
+    success_count: int
+    failure_count: int
+
+    @classmethod
+    def from_results(cls, results: Iterable[ScriptResult]) -> BatchResult:
+        ordered = sorted(results, key=lambda r: (r.account_id, r.region, r.instance_id))
+        ok = sum(1 for r in ordered if r.status.is_success)
+        failed = len(ordered) - ok
+        if ordered and failed == 0:
+            status = BatchStatus.SUCCESS
+        elif ok:
+            status = BatchStatus.PARTIAL
+        else:
+            status = BatchStatus.FAILED
+        return cls(status=status, results=ordered, success_count=ok, failure_count=failed)
+
+
+class Chunk(BaseModel):
+    """Targets that go out as one command: same account, region and document, at most 50."""
+
+    key: str = Field(description="stable across re-runs of the same request on the same targets")
+    account_id: str
+    region: str
+    targets: list[Target]
+
+    @property
+    def instance_ids(self) -> list[str]:
+        return [t.instance_id for t in self.targets]
+
+    @staticmethod
+    def make_key(account_id: str, region: str, instance_ids: Sequence[str], request_id: str) -> str:
+        h = hashlib.sha256("|".join([account_id, region, request_id, *instance_ids]).encode())
+        return h.hexdigest()[:20]
+
+
+class Plan(BaseModel):
+    """What ``prepare`` decided: chunks to send, and results for targets not to be sent."""
+
+    chunks: list[Chunk] = Field(default_factory=list)
+    results: list[ScriptResult] = Field(default_factory=list)
+
+
+class CommandRef(BaseModel):
+    """A command that was sent: enough to poll it from any process."""
+
+    command_id: str
+    chunk_key: str
+    account_id: str
+    region: str
+    instance_ids: list[str]
+    sent_at: datetime
+    deadline: datetime = Field(description="past this the remaining invocations are timed_out")
+    output_s3_bucket: str | None = None
+    output_s3_prefix: str | None = None
+
+
+class CommandProgress(BaseModel):
+    """One poll of one command: the results that are final, and who is still running."""
+
+    ref: CommandRef
+    results: list[ScriptResult] = Field(default_factory=list)
+    pending: list[str] = Field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    @model_validator(mode="after")
+    def _no_instance_twice(self) -> CommandProgress:
+        finished = {r.instance_id for r in self.results}
+        if finished & set(self.pending):
+            raise ValueError("an instance cannot be both finished and pending")
+        return self
+
+
+class PollSchedule(BaseModel):
+    """How often to poll: start fast, back off to a ceiling, with jitter."""
+
+    initial_seconds: float = Field(default=2.0, gt=0)
+    max_seconds: float = Field(default=15.0, gt=0)
+    factor: float = Field(default=1.5, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    grace_seconds: float = Field(default=60.0, ge=0)
+
+    def delays(self, rng: Callable[[], float]) -> Iterable[float]:
+        delay = self.initial_seconds
+        while True:
+            spread = delay * self.jitter
+            yield max(0.0, delay - spread + 2 * spread * rng())
+            delay = min(self.max_seconds, delay * self.factor)
+
+
+class ProviderError(Exception):
+    """A provider could not do what was asked; the message says what and where."""
+
+
+class Provider(ABC):
+    """Runs scripts on servers. Subclasses register a short ``name`` (``aws``, ``local``)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def validate_credentials(self, environment: Environment | None = None) -> CredentialReport:
+        """Who this provider acts as in ``environment`` (its home environment when None)."""
+
+    @abstractmethod
+    def discover_instances(self, filters: DiscoveryFilter) -> list[Instance]: ...
+
+    @abstractmethod
+    def enumerate_accounts(self) -> list[Account]: ...
+
+    @abstractmethod
+    def enumerate_regions(self) -> list[str]: ...
+
+    @abstractmethod
+    def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
+        """Check targets and group them into chunks. Sends nothing."""
+
+    @abstractmethod
+    def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
+        """Send one chunk as one command."""
+
+    @abstractmethod
+    def poll(self, ref: CommandRef) -> CommandProgress:
+        """One look at a command: final results so far and the instances still running."""
+
+    @abstractmethod
+    def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
+        """Results for instances still running when the run's deadline passed."""
+
+    def poll_schedule(self) -> PollSchedule:
+        return PollSchedule()
+
+    def collect(
+        self,
+        ref: CommandRef,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] | None = None,
+        on_progress: Callable[[CommandProgress], None] | None = None,
+    ) -> list[ScriptResult]:
+        """Poll ``ref`` with backoff until every instance is final or the deadline passes."""
+        import random
+
+        delays = iter(self.poll_schedule().delays(rng or random.random))
+        finished: dict[str, ScriptResult] = {}
+        while True:
+            progress = self.poll(ref)
+            for result in progress.results:
+                finished.setdefault(result.instance_id, result)
+            if on_progress is not None:
+                on_progress(progress)
+            pending = [i for i in ref.instance_ids if i not in finished]
+            if not pending:
+                break
+            remaining = (ref.deadline - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                for result in self.expire(ref, pending):
+                    finished[result.instance_id] = result
+                break
+            sleep(min(next(delays), remaining))
+        return [finished[i] for i in ref.instance_ids]
+
+    def execute_script_batch(
+        self,
+        targets: Sequence[Target],
+        script: str,
+        interpreter: Interpreter | str = Interpreter.BASH,
+        timeout: int = 300,
+    ) -> BatchResult:
+        """Run ``script`` on every target and wait for all of them."""
+        request = ScriptRequest(
+            script=script, interpreter=Interpreter(interpreter), timeout_seconds=timeout
+        )
+        plan = self.prepare(targets, request)
+        results = list(plan.results)
+        refs = []
+        for chunk in plan.chunks:
+            try:
+                refs.append(self.send(chunk, request))
+            except ProviderError as exc:
+                results.extend(
+                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc))
+                    for t in chunk.targets
+                )
+        for ref in refs:
+            results.extend(self.collect(ref))
+        return BatchResult.from_results(results)
+
+    def execute_script(
+        self,
+        target: Target,
+        script: str,
+        interpreter: Interpreter | str = Interpreter.BASH,
+        timeout: int = 300,
+    ) -> ScriptResult:
+        """Run ``script`` on one target and wait for it."""
+        return self.execute_script_batch([target], script, interpreter, timeout).results[0]

@@ -1,0 +1,118 @@
+"""AWS partitions and the two environments the operations teams work in.
+
+An *environment* is the name the teams use (``com`` for AWS Commercial, ``gov`` for AWS
+GovCloud); a *partition* is what AWS writes in ARNs (``aws``, ``aws-us-gov``). Every region
+belongs to exactly one of them, and credentials of one partition are useless (and must never
+be sent) to the other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Environment(StrEnum):
+    """The environment a set of credentials and a target belong to."""
+
+    COM = "com"
+    GOV = "gov"
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What differs between AWS partitions, for the parts of AWS these flows use."""
+
+    environment: Environment
+    name: str
+    default_region: str
+    dns_suffix: str
+    regions: tuple[str, ...]
+
+    def sts_endpoint(self, region: str) -> str:
+        """The regional STS endpoint (never the global one, which GovCloud does not have)."""
+        return f"https://sts.{region}.{self.dns_suffix}"
+
+    def role_arn(self, account_id: str, role_name: str) -> str:
+        return f"arn:{self.name}:iam::{account_id}:role/{role_name}"
+
+
+# Regions AWS publishes for each partition; `enumerate_regions` asks EC2 which of these an
+# account has enabled, this list is what a change file may name.
+_COM_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+)
+_GOV_REGIONS = ("us-gov-west-1", "us-gov-east-1")
+
+COMMERCIAL = Partition(Environment.COM, "aws", "us-east-1", "amazonaws.com", _COM_REGIONS)
+GOVCLOUD = Partition(Environment.GOV, "aws-us-gov", "us-gov-west-1", "amazonaws.com", _GOV_REGIONS)
+
+PARTITIONS: dict[Environment, Partition] = {
+    Environment.COM: COMMERCIAL,
+    Environment.GOV: GOVCLOUD,
+}
+
+_REGION_SHAPE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+
+def partition_for(environment: Environment | str) -> Partition:
+    return PARTITIONS[Environment(environment)]
+
+
+def environment_of_region(region: str) -> Environment:
+    """``us-gov-*`` is GovCloud; every other region is Commercial."""
+    return Environment.GOV if region.startswith("us-gov-") else Environment.COM
+
+
+def partition_of_region(region: str) -> Partition:
+    return PARTITIONS[environment_of_region(region)]
+
+
+def partition_of_arn(arn: str) -> str:
+    """The partition field of an ARN (``arn:<partition>:...``)."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn":
+        raise ValueError(f"not an ARN: {arn!r}")
+    return parts[1]
+
+
+def is_known_region(region: str) -> bool:
+    """A region that one of the known partitions publishes."""
+    return any(region in p.regions for p in PARTITIONS.values())
+
+
+def looks_like_region(region: str) -> bool:
+    return bool(_REGION_SHAPE.match(region))
