@@ -1,0 +1,1 @@
+"""Prefect flows of CloudOps: the workflows, the tasks they share, their scripts and parsers."""

@@ -1,0 +1,82 @@
+"""The scripts flows send to servers, kept as real files under ``flows/scripts/``.
+
+A script takes its parameters from environment variables set in a header that this module
+writes in front of it. Every value is validated by the flow first and quoted here, so no text
+a user typed is ever spliced into a script unquoted.
+
+Scripts name absolute paths through ``$CLOUDOPS_ROOT`` (empty on a real server) so that the
+tests can run them for real inside a sandbox directory.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from importlib import resources
+
+from providers.base import Interpreter
+
+_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_SCRIPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*\.(sh|ps1)$")
+
+
+class ScriptNotFoundError(LookupError):
+    pass
+
+
+def available_scripts() -> list[str]:
+    """Bundled scripts by name, such as ``linux/qc.sh``."""
+    root = resources.files("flows") / "scripts"
+    names: list[str] = []
+    for platform_dir in root.iterdir():
+        if platform_dir.is_dir():
+            names.extend(
+                f"{platform_dir.name}/{f.name}"
+                for f in platform_dir.iterdir()
+                if f.name.endswith((".sh", ".ps1"))
+            )
+    return sorted(names)
+
+
+def load_script(name: str) -> str:
+    """The text of a bundled script, by name (``linux/qc.sh``)."""
+    if not _SCRIPT_NAME.match(name) or name not in available_scripts():
+        raise ScriptNotFoundError(
+            f"no bundled script {name!r}; available: {', '.join(available_scripts())}"
+        )
+    return (resources.files("flows") / "scripts" / name).read_text(encoding="utf-8")
+
+
+def interpreter_for(name: str) -> Interpreter:
+    return Interpreter.POWERSHELL if name.endswith(".ps1") else Interpreter.BASH
+
+
+def _quote_powershell(value: str) -> str:
+    # In a single-quoted PowerShell string only the quote itself is special; it is doubled.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_script(
+    body: str, params: Mapping[str, str], interpreter: Interpreter = Interpreter.BASH
+) -> str:
+    """``body`` preceded by one quoted assignment per parameter."""
+    lines: list[str] = []
+    for key, value in params.items():
+        if not _NAME.match(key):
+            raise ValueError(f"script parameter name {key!r} is not an upper-case identifier")
+        if "\0" in value:
+            raise ValueError(f"script parameter {key} contains a NUL byte")
+        if interpreter is Interpreter.POWERSHELL:
+            lines.append(f"$env:{key} = {_quote_powershell(value)}")
+        elif interpreter is Interpreter.PYTHON:
+            lines.append(f"import os; os.environ[{key!r}] = {value!r}")
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    if not lines:
+        return body
+    header = "\n".join(lines) + "\n"
+    if body.startswith("#!"):
+        shebang, _, rest = body.partition("\n")
+        return f"{shebang}\n{header}{rest}"
+    return header + body
