@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -271,8 +271,8 @@ class CommandProgress(BaseModel):
     """One poll of one command: the results that are final, and who is still running."""
 
     ref: CommandRef
-    results: list[ScriptResult] = Field(default_factory=list)
-    pending: list[str] = Field(default_factory=list)
+    results: list[ScriptResult] = Field(default_factory=list, description="newly final")
+    pending: list[str] = Field(default_factory=list, description="not final yet")
 
     @property
     def done(self) -> bool:
@@ -334,8 +334,10 @@ class Provider(ABC):
         """Send one chunk as one command."""
 
     @abstractmethod
-    def poll(self, ref: CommandRef) -> CommandProgress:
-        """One look at a command: final results so far and the instances still running."""
+    def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
+        """One look at a command: results of instances that became final since ``finished``
+        (instance ids already reported, which are neither fetched nor returned again) and the
+        instances still running."""
 
     @abstractmethod
     def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
@@ -358,7 +360,7 @@ class Provider(ABC):
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         while True:
-            progress = self.poll(ref)
+            progress = self.poll(ref, finished.keys())
             for result in progress.results:
                 finished.setdefault(result.instance_id, result)
             if on_progress is not None:
