@@ -80,3 +80,7 @@ class CredentialError(AwsError):
 
 class PartitionMismatchError(AwsError):
     """A target's region is not in the partition of the credentials: refused before any call."""
+
+
+class MissingCredentialsError(CredentialError):
+    """No source holds credentials for an environment (as opposed to credentials refused)."""
