@@ -265,6 +265,9 @@ class CommandRef(BaseModel):
     deadline: datetime = Field(description="past this the remaining invocations are timed_out")
     output_s3_bucket: str | None = None
     output_s3_prefix: str | None = None
+    delivery_timeout_seconds: int | None = Field(
+        default=None, description="SSM's delivery limit, to say so when it ran out"
+    )
 
 
 class CommandProgress(BaseModel):
