@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -119,8 +119,10 @@ def saved_block_slugs(block_type: type[ProviderBlock] | None = None) -> list[str
             type_slug = cls.get_block_type_slug()
             try:
                 documents = client.read_block_documents_by_type(type_slug, include_secrets=False)
-            except ObjectNotFound:
-                continue  # the type was never registered on this server, so nothing is saved
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code == 404:
+                    continue  # the type was never registered on this server: nothing is saved
+                raise
             slugs.extend(
                 f"{type_slug}/{d.name}" for d in documents if d.name and not d.is_anonymous
             )

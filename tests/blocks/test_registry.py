@@ -161,3 +161,20 @@ def test_resolves_synchronously_even_under_a_running_event_loop(save_block: Save
         return load_provider("local-provider/loop-worker")
 
     assert isinstance(asyncio.run(from_async_code()), LocalProvider)
+
+
+class _NeverSavedBlock(LocalProviderBlock):
+    """A provider block type that no server has seen yet."""
+
+    _block_type_name = "Never Registered Provider"
+    _block_type_slug = "never-registered-provider"
+
+
+def test_a_block_type_unknown_to_the_server_means_nothing_saved(
+    prefect_api_url: str, isolated_registry: None
+) -> None:
+    register_provider("fresh", _EchoProvider, _NeverSavedBlock, prefer_saved_block=True)
+    assert saved_block_slugs(_NeverSavedBlock) == []
+    assert type(load_provider("fresh")) is _EchoProvider
+    with pytest.raises(ProviderNotFoundError, match="no never-registered-provider block"):
+        load_provider("never-registered-provider/x")
