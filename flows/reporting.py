@@ -1,0 +1,83 @@
+"""How a run talks to a person: Prefect artifacts and markdown report files."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from providers.base import BatchResult, ScriptResult
+
+_KEY_CHARS = re.compile(r"[^a-z0-9-]+")
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes) from free text."""
+    key = _KEY_CHARS.sub("-", "-".join(parts).lower()).strip("-")
+    return key[:100] or "cloudops"
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """The timestamp used in report file names: ``20261126T071500Z``."""
+    return (moment or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def first_line(text: str, limit: int = 120) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def result_rows(results: Iterable[ScriptResult]) -> list[dict[str, Any]]:
+    """One row per instance for a table artifact."""
+    return [
+        {
+            "instance": r.instance_id,
+            "account": r.account_id,
+            "region": r.region,
+            "status": r.status.value,
+            "exit code": "" if r.exit_code is None else r.exit_code,
+            "output": first_line(r.stdout) + (" (truncated)" if r.stdout_truncated else ""),
+            "error": r.error or first_line(r.stderr),
+            "command": r.command_id or "",
+        }
+        for r in results
+    ]
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "_none_\n"
+    headers = list(rows[0].keys())
+
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(row.get(h, "")) for h in headers) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def status_counts(batch: BatchResult) -> str:
+    counts = Counter(r.status.value for r in batch.results)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no targets"
+
+
+def publish_results_table(key: str, batch: BatchResult, description: str) -> None:
+    create_table_artifact(key=key, table=result_rows(batch.results), description=description)
+
+
+def publish_markdown(key: str, markdown: str, description: str) -> None:
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
+
+
+def write_report(directory: Path, filename: str, markdown: str) -> Path:
+    """Write a markdown report file and return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    path.write_text(markdown, encoding="utf-8")
+    return path

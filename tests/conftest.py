@@ -1,0 +1,55 @@
+"""Test-wide isolation: no real AWS, no real Prefect profile, a throw-away data directory.
+
+Environment variables are set before Prefect is imported so that its settings (home,
+API URL) come from here and never from the machine's profile.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="cloudops-tests-"))
+_AWS_FILES = _SCRATCH / "aws"
+_AWS_FILES.mkdir()
+(_AWS_FILES / "config").write_text("")
+(_AWS_FILES / "credentials").write_text("")
+
+for name in list(os.environ):
+    if name.startswith(("AWS_", "PREFECT_")) or name in {"DATABASE_URL", "DEFAULT_PROVIDER"}:
+        del os.environ[name]
+os.environ.update(
+    {
+        "PREFECT_HOME": str(_SCRATCH / "prefect"),
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+        "AWS_CONFIG_FILE": str(_AWS_FILES / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(_AWS_FILES / "credentials"),
+        # The default credential chain must not wait on an instance metadata service.
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "CLOUDOPS_DATA_DIR": str(_SCRATCH / "data"),
+    }
+)
+
+import pytest  # noqa: E402
+from prefect.testing.utilities import prefect_test_harness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """A real temporary Prefect server (SQLite) for tests that run flows or save blocks."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory (store and reports) for one test."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("CLOUDOPS_DATA_DIR", str(path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CLOUDOPS_REPORTS_DIR", raising=False)
+    return path

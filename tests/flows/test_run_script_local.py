@@ -1,0 +1,79 @@
+"""run-script end to end on the local provider, through a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.run_script import TargetSelectionError, run_script
+from flows.store import Store
+from providers.base import ResultStatus, Target
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+LOCALHOST = Target(instance_id="localhost", account_id="local", region="local")
+
+
+def test_bundled_script_runs_for_real_and_is_reported(data_dir: Path) -> None:
+    result = run_script(script_name="linux/host_facts.sh", provider="local", discovery={})
+
+    [only] = result.batch.results
+    assert only.status is ResultStatus.SUCCESS
+    assert "kernel: " in only.stdout and "hostname: " in only.stdout
+    report = Path(result.report_path)
+    assert report.parent == data_dir / "reports"
+    assert "host_facts.sh" in report.read_text()
+
+
+def test_parameters_reach_the_script_quoted(data_dir: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"x'; touch {marker}; echo '$(touch {marker})`touch {marker}`"
+
+    result = run_script(
+        script='printf "%s" "$GREETING"',
+        parameters={"GREETING": hostile},
+        targets=[LOCALHOST],
+        provider="local",
+    )
+
+    [only] = result.batch.results
+    assert only.stdout == hostile
+    assert not marker.exists()
+
+
+def test_exit_code_and_failure_are_reported(data_dir: Path) -> None:
+    result = run_script(script="echo oops >&2; exit 3", targets=[LOCALHOST], provider="local")
+
+    [only] = result.batch.results
+    assert only.status is ResultStatus.FAILED
+    assert only.exit_code == 3
+    assert result.batch.status.value == "failed"
+
+
+def test_run_is_recorded_in_the_store(data_dir: Path) -> None:
+    result = run_script(script="echo recorded", targets=[LOCALHOST], provider="local")
+
+    store = Store.default()
+    executions = store.latest_executions(None, "run-script", "inline")
+    assert executions["localhost"].stdout.strip() == "recorded"
+    assert result.batch.success_count == 1
+
+
+def test_no_or_several_target_sources_are_refused_before_anything_runs(data_dir: Path) -> None:
+    with pytest.raises(TargetSelectionError, match="exactly one source of targets"):
+        run_script(script="echo never", provider="local")
+    with pytest.raises(TargetSelectionError, match="exactly one source of targets"):
+        run_script(script="echo never", provider="local", targets=[LOCALHOST], discovery={})
+
+
+def test_artifacts_are_published(data_dir: Path) -> None:
+    run_script(script="echo artifact", targets=[LOCALHOST], provider="local")
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    keys = {a.key for a in artifacts}
+    assert {"run-script-results", "run-script-summary", "run-script-progress"} <= keys
+    progress = [a for a in artifacts if a.key == "run-script-progress"]
+    assert any(a.data == 100.0 for a in progress)
