@@ -56,10 +56,15 @@ function Get-PrimaryIPv4 {
     } catch {
         # No route to the internet: fall back to the interface that has a default gateway.
     }
-    Get-NetIPConfiguration |
-        Where-Object { $null -ne $_.IPv4DefaultGateway -and $null -ne $_.IPv4Address } |
-        ForEach-Object { $_.IPv4Address.IPAddress } |
-        Select-Object -First 1
+    try {
+        Get-NetIPConfiguration |
+            Where-Object { $null -ne $_.IPv4DefaultGateway -and $null -ne $_.IPv4Address } |
+            ForEach-Object { $_.IPv4Address.IPAddress } |
+            Select-Object -First 1
+    } catch {
+        # Reported by the caller as no_primary_ipv4, before anything is changed.
+        $null
+    }
 }
 
 # Rewrite sftd.yaml with the given AccessAddress, keeping every other setting a team made.
