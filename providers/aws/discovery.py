@@ -100,17 +100,22 @@ def enumerate_accounts(
         code = error_code(exc)
         if code not in _NO_ORGANIZATION:
             raise
-        account_id = own_account()
-        logger.warning(
-            "Organizations in %s answered %s: listing only the caller's own account %s "
-            "(to list every account, run from the management account or a delegated "
-            "administrator with organizations:ListAccounts)",
-            environment.value,
-            code,
-            account_id,
-        )
-        return [Account(account_id=account_id, environment=environment)]
+        return [_own_account(environment, own_account(), f"Organizations answered {code}")]
+    if not accounts:
+        return [_own_account(environment, own_account(), "Organizations listed no account")]
     return sorted(accounts, key=lambda a: a.account_id)
+
+
+def _own_account(environment: Environment, account_id: str, why: str) -> Account:
+    logger.warning(
+        "%s in %s: listing only the caller's own account %s (to list every account, run from "
+        "the management account or a delegated administrator allowed "
+        "organizations:ListAccounts)",
+        why,
+        environment.value,
+        account_id,
+    )
+    return Account(account_id=account_id, environment=environment)
 
 
 def enumerate_regions(ec2: Any, environment: Environment) -> list[str]:

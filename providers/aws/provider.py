@@ -1,0 +1,453 @@
+"""The AWS provider: credentials, SSM pre-check, send and poll, and discovery behind one
+``Provider``.
+
+Each step works on one (account, region) at a time with clients built from the credentials
+the resolver gives for that pair (the caller's own, or an assumed role). Failures become
+``AwsError``: ``transient`` ones (throttling past botocore's retries, connection faults) are
+raised so the Prefect task around the step retries it; permanent ones become ``error``
+results for the targets they concern, never for their neighbours.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from providers.aws import discovery
+from providers.aws.clients import make_client
+from providers.aws.config import AwsProviderConfig
+from providers.aws.credentials import CredentialResolver
+from providers.aws.errors import (
+    TRANSIENT_CODES,
+    AwsError,
+    error_code,
+    is_expired,
+    is_transient,
+)
+from providers.aws.precheck import check_registration, describe_managed_instances, validate_targets
+from providers.aws.settings import LegacyCredentials
+from providers.aws.ssm import (
+    cancel_invocations,
+    chunk_targets,
+    expired_results,
+    poll_invocations,
+    send_command_chunk,
+)
+from providers.base import (
+    Account,
+    BatchResult,
+    Chunk,
+    CommandProgress,
+    CommandRef,
+    CredentialReport,
+    DiscoveryFilter,
+    Instance,
+    Interpreter,
+    Plan,
+    PollSchedule,
+    Provider,
+    ResultStatus,
+    ScriptRequest,
+    ScriptResult,
+    Target,
+)
+from providers.partitions import Environment, environment_of_region, partition_for
+
+T = TypeVar("T")
+
+# Attempts at a step that failed transiently, when no Prefect task is there to retry it.
+_STEP_ATTEMPTS = 3
+
+
+class _Clients:
+    """Clients of one (account, region), built on first use from the provider's cache."""
+
+    def __init__(self, provider: AwsProvider, region: str, account_id: str | None):
+        self._provider = provider
+        self.region = region
+        self.account_id = account_id
+
+    def get(self, service: str) -> Any:
+        return self._provider._client(service, self.region, self.account_id)
+
+    @property
+    def ssm(self) -> Any:
+        return self.get("ssm")
+
+    @property
+    def s3(self) -> Any:
+        return self.get("s3")
+
+    @property
+    def ec2(self) -> Any:
+        return self.get("ec2")
+
+
+@dataclass
+class _Launch:
+    """What starting one (account, region) group produced."""
+
+    results: list[ScriptResult] = field(default_factory=list)
+    refs: list[CommandRef] = field(default_factory=list)
+
+
+class AwsProvider(Provider):
+    """Runs scripts on EC2 instances through SSM Run Command, across accounts and regions.
+
+    >>> provider = AwsProvider(AwsProviderConfig(environment="gov"))
+    >>> provider.execute_script_batch(targets, "uname -r").status
+    """
+
+    name: ClassVar[str] = "aws"
+
+    def __init__(
+        self,
+        config: AwsProviderConfig | None = None,
+        *,
+        resolver: CredentialResolver | None = None,
+        legacy: LegacyCredentials | None = None,
+    ):
+        self.config = config or AwsProviderConfig()
+        self.resolver = resolver or CredentialResolver(self.config, legacy=legacy)
+        self._clients: dict[tuple[str, str, str | None, Any], Any] = {}
+        self._lock = threading.Lock()
+
+    # -- clients and errors ---------------------------------------------------------------
+
+    def _client(self, service: str, region: str, account_id: str | None) -> Any:
+        credentials = self.resolver.credentials_for(region, account_id)
+        # Keyed by expiry as well, so a refreshed role session gets a fresh client.
+        key = (service, region, account_id, credentials.expiry)
+        with self._lock:
+            client = self._clients.get(key)
+        if client is None:
+            session = self.resolver.session(region, account_id)
+            client = make_client(session, service, region, self.config)
+            with self._lock:
+                client = self._clients.setdefault(key, client)
+        return client
+
+    def _forget_clients(self, environment: Environment) -> None:
+        with self._lock:
+            for key in [k for k in self._clients if environment_of_region(k[1]) is environment]:
+                del self._clients[key]
+
+    def _call(
+        self, region: str, account_id: str | None, what: str, step: Callable[[_Clients], T]
+    ) -> T:
+        """Run ``step`` with the clients of (account, region).
+
+        Expired credentials are resolved again and the step is run once more; any other AWS
+        failure becomes an ``AwsError`` naming ``what`` and where.
+        """
+        clients = _Clients(self, region, account_id)
+        with self._aws_errors(what, region, account_id):
+            try:
+                return step(clients)
+            except ClientError as exc:
+                if not is_expired(exc):
+                    raise
+                environment = environment_of_region(region)
+                self.resolver.invalidate(environment)
+                self._forget_clients(environment)
+                return step(clients)
+
+    @contextmanager
+    def _aws_errors(self, what: str, region: str, account_id: str | None) -> Iterator[None]:
+        where = f"account {account_id or '(caller)'} region {region}"
+        try:
+            yield
+        except AwsError:
+            raise
+        except ClientError as exc:
+            code = error_code(exc) or "ClientError"
+            message = exc.response.get("Error", {}).get("Message", "")
+            hint = _hint_for(code)
+            raise AwsError(
+                f"{what} failed in {where}: {code}: {message}{hint}",
+                transient=is_transient(exc),
+                code=code,
+            ) from exc
+        except BotoCoreError as exc:
+            raise AwsError(f"{what} failed in {where}: {exc}", transient=is_transient(exc)) from exc
+
+    # -- identity and discovery -----------------------------------------------------------
+
+    def validate_credentials(self, environment: Environment | None = None) -> CredentialReport:
+        """Who this provider acts as in ``environment`` (its home environment when None)."""
+        return self.resolver.report(environment or self.config.environment)
+
+    def poll_schedule(self) -> PollSchedule:
+        return self.config.poll
+
+    def enumerate_regions(self) -> list[str]:
+        """Regions enabled for the caller in the home environment's partition."""
+        environment = self.config.environment
+        region = partition_for(environment).default_region
+        return self._call(
+            region,
+            None,
+            "DescribeRegions",
+            lambda c: discovery.enumerate_regions(c.ec2, environment),
+        )
+
+    def enumerate_accounts(self) -> list[Account]:
+        """Accounts of the home environment's organization, or the caller's own account."""
+        environment = self.config.environment
+        region = partition_for(environment).default_region
+        return self._call(
+            region,
+            None,
+            "ListAccounts",
+            lambda c: discovery.enumerate_accounts(
+                c.get("organizations"),
+                environment,
+                own_account=lambda: self.resolver.resolve(environment).account_id,
+            ),
+        )
+
+    def discover_instances(self, filters: DiscoveryFilter) -> list[Instance]:
+        """Instances matching ``filters`` in every requested account and region."""
+        regions = list(filters.regions or self.config.default_regions)
+        if not regions:
+            regions = [partition_for(self.config.environment).default_region]
+        accounts: list[str | None] = list(filters.accounts) or [None]
+        places = [(account, region) for account in accounts for region in regions]
+
+        def look(place: tuple[str | None, str]) -> list[Instance]:
+            account, region = place
+            owner = account or self.resolver.resolve(environment_of_region(region)).account_id
+            return self._call(
+                region,
+                account,
+                "DescribeInstances",
+                lambda c: discovery.discover_instances(c.ec2, c.ssm, owner, region, filters),
+            )
+
+        workers = min(len(places), self.config.max_concurrent_groups)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            found = [i for part in pool.map(look, places) for i in part]
+        return sorted(found, key=lambda i: (i.account_id, i.region, i.instance_id))
+
+    # -- the steps of a run ---------------------------------------------------------------
+
+    def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
+        """Check targets and cut them into chunks of at most 50 per (account, region).
+
+        Raises a transient ``AwsError`` (for the task to retry) when AWS throttled past
+        botocore's retries; any other failure becomes ``error`` results for its group.
+        """
+        valid, results = validate_targets(targets, request)
+        groups: dict[tuple[str, str], list[Target]] = defaultdict(list)
+        for target in valid:
+            groups[(target.account_id, target.region)].append(target)
+        chunks: list[Chunk] = []
+        for (account_id, region), group in groups.items():
+            ids = [t.instance_id for t in group]
+            try:
+                managed = self._call(
+                    region,
+                    account_id,
+                    "DescribeInstanceInformation",
+                    lambda c, ids=ids: describe_managed_instances(c.ssm, ids),
+                )
+            except AwsError as exc:
+                if exc.transient:
+                    raise
+                results.extend(
+                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc)) for t in group
+                )
+                continue
+            ready, checked = check_registration(group, managed, request)
+            results.extend(checked)
+            chunks.extend(chunk_targets(account_id, region, ready, request))
+        return Plan(chunks=chunks, results=results)
+
+    def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
+        """Send one chunk as one ``SendCommand``."""
+        return self._call(
+            chunk.region,
+            chunk.account_id,
+            f"SendCommand to {len(chunk.targets)} instance(s)",
+            lambda c: send_command_chunk(
+                c.ssm,
+                chunk,
+                request,
+                output_s3_bucket=self.config.output_s3_bucket,
+                output_s3_prefix=self.config.output_s3_prefix,
+                grace_seconds=self.config.poll.grace_seconds,
+            ),
+        )
+
+    def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
+        """One ``ListCommandInvocations`` page sequence, plus each newly final instance's full
+        output when the listed one was cut."""
+        return self._call(
+            ref.region,
+            ref.account_id,
+            f"ListCommandInvocations of command {ref.command_id}",
+            lambda c: poll_invocations(c.ssm, ref, finished, s3=lambda: c.s3),
+        )
+
+    def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
+        """Cancel what is still running past the deadline; ``timed_out`` results for it."""
+        try:
+            return self._call(
+                ref.region,
+                ref.account_id,
+                f"CancelCommand {ref.command_id}",
+                lambda c: cancel_invocations(c.ssm, ref, pending),
+            )
+        except AwsError:
+            # No client at all (credentials gone): the deadline still stands for these.
+            return expired_results(ref, pending, cancelled=False)
+
+    # -- the whole run --------------------------------------------------------------------
+
+    def execute_script_batch(
+        self,
+        targets: Sequence[Target],
+        script: str,
+        interpreter: Interpreter | str = Interpreter.BASH,
+        timeout: int = 300,
+    ) -> BatchResult:
+        """Run ``script`` on every target and wait; every target gets exactly one result.
+
+        (account, region) groups are prepared and sent concurrently, at most
+        ``config.max_concurrent_groups`` at once; then every command is polled once per round
+        on the shared poll schedule until all are final or past their deadline.
+        """
+        request = ScriptRequest(
+            script=script, interpreter=Interpreter(interpreter), timeout_seconds=timeout
+        )
+        return self.run_request(targets, request)
+
+    def run_request(
+        self,
+        targets: Sequence[Target],
+        request: ScriptRequest,
+    ) -> BatchResult:
+        """``execute_script_batch`` for a full ``ScriptRequest`` (delivery timeout, comment,
+        MaxConcurrency, MaxErrors)."""
+        groups: dict[tuple[str, str], list[Target]] = defaultdict(list)
+        for target in targets:
+            groups[(target.account_id, target.region)].append(target)
+        if not groups:
+            return BatchResult.from_results([])
+        workers = min(len(groups), self.config.max_concurrent_groups)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            launches = list(pool.map(lambda g: self._launch_group(g, request), groups.values()))
+            results = [r for launch in launches for r in launch.results]
+            refs = [ref for launch in launches for ref in launch.refs]
+            results.extend(self._follow(refs, pool))
+        return BatchResult.from_results(results)
+
+    def _launch_group(self, targets: list[Target], request: ScriptRequest) -> _Launch:
+        launch = _Launch()
+        try:
+            plan = self._again_if_transient(lambda: self.prepare(targets, request))
+        except AwsError as exc:
+            launch.results.extend(
+                ScriptResult.without_running(t, ResultStatus.ERROR, str(exc)) for t in targets
+            )
+            return launch
+        launch.results.extend(plan.results)
+        for chunk in plan.chunks:
+            try:
+                # Only a refused (throttled) SendCommand is sent again: it created nothing.
+                ref = self._again_if_transient(
+                    lambda chunk=chunk: self.send(chunk, request),
+                    when=lambda exc: exc.code in TRANSIENT_CODES,
+                )
+            except AwsError as exc:
+                launch.results.extend(
+                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc))
+                    for t in chunk.targets
+                )
+                continue
+            launch.refs.append(ref)
+        return launch
+
+    def _again_if_transient(
+        self,
+        step: Callable[[], T],
+        when: Callable[[AwsError], bool] = lambda exc: exc.transient,
+    ) -> T:
+        delays = self.config.poll.delays(random.random)
+        for attempt in range(1, _STEP_ATTEMPTS + 1):
+            try:
+                return step()
+            except AwsError as exc:
+                if attempt == _STEP_ATTEMPTS or not when(exc):
+                    raise
+            time.sleep(next(delays))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _follow(
+        self,
+        refs: list[CommandRef],
+        pool: ThreadPoolExecutor,
+    ) -> list[ScriptResult]:
+        """Poll every command once per round until each is final or past its deadline."""
+        finished: dict[str, dict[str, ScriptResult]] = {ref.command_id: {} for ref in refs}
+        active = list(refs)
+        delays = iter(self.config.poll.delays(random.random))
+
+        def poll_once(ref: CommandRef) -> CommandProgress | AwsError:
+            try:
+                return self.poll(ref, frozenset(finished[ref.command_id]))
+            except AwsError as exc:
+                return exc
+
+        while active:
+            # Nothing finishes the instant it is sent: wait first, then look.
+            soonest = min(ref.deadline for ref in active)
+            remaining = (soonest - datetime.now(UTC)).total_seconds()
+            time.sleep(max(0.0, min(next(delays), remaining)))
+            still: list[CommandRef] = []
+            for ref, outcome in zip(active, pool.map(poll_once, active), strict=True):
+                done = finished[ref.command_id]
+                if isinstance(outcome, CommandProgress):
+                    for result in outcome.results:
+                        done.setdefault(result.instance_id, result)
+                elif not outcome.transient:
+                    for instance_id in ref.instance_ids:
+                        done.setdefault(instance_id, _poll_failed(ref, instance_id, outcome))
+                pending = [i for i in ref.instance_ids if i not in done]
+                if not pending:
+                    continue
+                if datetime.now(UTC) >= ref.deadline:
+                    for result in self.expire(ref, pending):
+                        done.setdefault(result.instance_id, result)
+                    continue
+                still.append(ref)
+            active = still
+        return [finished[ref.command_id][i] for ref in refs for i in ref.instance_ids]
+
+
+def _poll_failed(ref: CommandRef, instance_id: str, exc: AwsError) -> ScriptResult:
+    target = Target(instance_id=instance_id, account_id=ref.account_id, region=ref.region)
+    return ScriptResult.without_running(
+        target,
+        ResultStatus.ERROR,
+        f"command {ref.command_id} was sent but its status could not be read: {exc}",
+        command_id=ref.command_id,
+    )
+
+
+def _hint_for(code: str) -> str:
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return " (check the IAM permissions of the caller or the assumed role)"
+    if code in TRANSIENT_CODES:
+        return " (AWS throttled or failed for a moment: retry)"
+    return ""
