@@ -6,3 +6,5 @@ from tests.providers.aws.credential_fixtures import (  # noqa: F401 (fixtures)
     moto_aws,
     no_ambient_aws,
 )
+from tests.providers.aws.ssm_fixtures import fleet  # noqa: F401 (fixtures)
+from tests.ssm_emulator.plugin import ssm_world  # noqa: F401 (fixtures)
