@@ -4,6 +4,10 @@ from flows.parsers.post import AgentState as AgentState
 from flows.parsers.post import KernelTargetSource as KernelTargetSource
 from flows.parsers.post import PostReport as PostReport
 from flows.parsers.post import parse_post_report as parse_post_report
+from flows.parsers.qc import CollectedPrepFiles as CollectedPrepFiles
+from flows.parsers.qc import QcReport as QcReport
+from flows.parsers.qc import parse_collected_prep_files as parse_collected_prep_files
+from flows.parsers.qc import parse_qc_report as parse_qc_report
 from flows.parsers.sft import SftActionOutcome as SftActionOutcome
 from flows.parsers.sft import SftActionResult as SftActionResult
 from flows.parsers.sft import SftNeed as SftNeed

@@ -1,0 +1,121 @@
+#!/bin/bash
+# Stages the kernel chosen for a change: writes $WORKDIR/$CHANGE_NUMBER/patchme.sh, the script
+# the patch job runs later in the patch window. patchme.sh installs that kernel with the
+# distribution's package manager, makes it the default boot entry where grubby manages boot
+# entries, and reboots; it carries the target in a line newkernel="<kernel>".
+#
+# Staging itself installs nothing and reboots nothing: it only writes that file, then prints a
+# confirmation and the file.
+#
+# Parameters (environment variables, set by the flow's quoted header):
+#   CHANGE_NUMBER   change ticket, 1-50 of A-Z a-z 0-9 _ - (required)
+#   WORKDIR         absolute directory that holds the change folder (default /root)
+#   NEW_KERNEL      kernel version to install, as the QC listed it, e.g. 4.18.0-553.45.1.el8_10
+#                   or 5.15.0-105-generic (required)
+#
+# Exit status: 0 when patchme.sh was written, 1 when it could not be, 2 when a parameter is
+# refused (nothing is written then).
+#
+# Every absolute path goes through $CLOUDOPS_ROOT (empty on a real server) so that the tests can
+# run this script, and the patchme.sh it writes, for real in a sandbox.
+set -u
+
+root="${CLOUDOPS_ROOT:-}"
+change="${CHANGE_NUMBER:-}"
+workdir="${WORKDIR:-/root}"
+new_kernel="${NEW_KERNEL:-}"
+
+refuse() {
+    echo "stage_kernel.sh refused to run: $1" >&2
+    exit 2
+}
+
+[[ "$change" =~ ^[A-Za-z0-9_-]{1,50}$ ]] ||
+    refuse "CHANGE_NUMBER must be 1 to 50 letters, digits, '-' or '_'. Fix the change number."
+[[ "$workdir" =~ ^/[A-Za-z0-9._/-]{0,200}$ && "/$workdir/" != */../* ]] ||
+    refuse "WORKDIR must be an absolute path of letters, digits, '.', '_', '-' and '/' without '..'."
+# The version is written between double quotes in patchme.sh, so the characters allowed here
+# (no quote, $, backtick, backslash, space or /) can never end that string or expand.
+[[ ${#new_kernel} -le 128 && "$new_kernel" =~ ^[0-9]+\.[0-9]+[A-Za-z0-9._+~-]*$ ]] ||
+    refuse "NEW_KERNEL must be a kernel version such as 4.18.0-553.45.1.el8_10 (digits and dots first, then only letters, digits and . _ + ~ -)."
+
+change_dir="$root$workdir/$change"
+patchme="$change_dir/patchme.sh"
+staged_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+fail() {
+    echo "stage_kernel.sh: $1" >&2
+    rm -f "$partial"
+    exit 1
+}
+
+partial="$patchme.part.$$"
+mkdir -p "$change_dir" || fail "could not create the change folder $change_dir"
+
+previous=""
+if [ -f "$patchme" ]; then
+    previous="$(sed -n 's/^newkernel="\([^"]*\)"$/\1/p' "$patchme" | head -n 1)"
+fi
+
+{
+    printf '#!/bin/bash\n'
+    printf '# Staged by CloudOps linux-qc-patching-prep for change %s at %s.\n' "$change" "$staged_at"
+    printf '# The patch job runs this in the patch window: it installs the kernel below with the\n'
+    printf '# package manager, makes it the default boot entry (grubby), and reboots.\n'
+    printf 'set -u\n'
+    printf 'newkernel="%s"\n' "$new_kernel"
+    printf 'change="%s"\n' "$change"
+    cat <<'PATCHME'
+root="${CLOUDOPS_ROOT:-}"
+
+echo "patchme.sh: installing kernel $newkernel for change $change"
+if command -v dnf >/dev/null 2>&1; then
+    dnf -y install "kernel-$newkernel" || { echo "patchme.sh: dnf could not install kernel-$newkernel; not rebooting" >&2; exit 1; }
+    installed_check=(rpm -q "kernel-$newkernel")
+elif command -v yum >/dev/null 2>&1; then
+    yum -y install "kernel-$newkernel" || { echo "patchme.sh: yum could not install kernel-$newkernel; not rebooting" >&2; exit 1; }
+    installed_check=(rpm -q "kernel-$newkernel")
+elif command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "linux-image-$newkernel" || { echo "patchme.sh: apt-get could not install linux-image-$newkernel; not rebooting" >&2; exit 1; }
+    installed_check=(dpkg -s "linux-image-$newkernel")
+else
+    echo "patchme.sh: no dnf, yum or apt-get on this server; kernel $newkernel not installed, not rebooting" >&2
+    exit 1
+fi
+
+# Never reboot into the old kernel believing the new one is there.
+if ! "${installed_check[@]}" >/dev/null 2>&1; then
+    echo "patchme.sh: the package manager reported success but kernel $newkernel is not installed; not rebooting" >&2
+    exit 1
+fi
+
+# yum/dnf normally make the newest kernel the default; a chosen kernel older than another
+# installed one would not boot without this.
+if command -v grubby >/dev/null 2>&1; then
+    for image in "$root/boot/vmlinuz-$newkernel" "$root/boot/vmlinuz-$newkernel".*; do
+        if [ -e "$image" ]; then
+            grubby --set-default "${image#"$root"}" || echo "patchme.sh: grubby could not make $image the default boot entry" >&2
+            break
+        fi
+    done
+fi
+
+echo "patchme.sh: kernel $newkernel installed; rebooting"
+sync
+reboot
+PATCHME
+} >"$partial" 2>/dev/null || fail "could not write $partial"
+
+bash -n "$partial" || fail "the patchme.sh written for $new_kernel does not parse; nothing staged"
+chmod 700 "$partial" || fail "could not make $partial executable"
+mv -f "$partial" "$patchme" || fail "could not save $patchme"
+
+if [ -n "$previous" ] && [ "$previous" != "$new_kernel" ]; then
+    echo "Staged kernel $new_kernel for change $change in $workdir/$change/patchme.sh (replaces the earlier target $previous). Nothing was installed and nothing rebooted."
+else
+    echo "Staged kernel $new_kernel for change $change in $workdir/$change/patchme.sh. Nothing was installed and nothing rebooted."
+fi
+echo "----- BEGIN patchme.sh -----"
+cat "$patchme"
+echo "----- END patchme.sh -----"
+exit 0
