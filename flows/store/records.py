@@ -1,0 +1,55 @@
+"""What the record store gives back: typed, read-only records of runs and executions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from providers.base import ResultStatus, ScriptResult
+
+
+class RunRecord(BaseModel):
+    """One step of one flow run (``linux-qc-patching-prep`` / ``qc``) and how it ended."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: int
+    flow_run_id: str
+    workflow: str
+    step: str
+    provider: str
+    change_number: str | None
+    status: str
+    success_count: int
+    failure_count: int
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class ExecutionRecord(BaseModel):
+    """A script's outcome on one instance within one run, with its parsed result if any."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: int
+    run_id: int
+    instance_id: str
+    account_id: str
+    region: str
+    command_id: str | None
+    status: ResultStatus
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    error: str | None
+    parsed: dict[str, Any] | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    def to_result(self) -> ScriptResult:
+        """The execution as the provider reported it."""
+        return ScriptResult.model_validate(self.model_dump(exclude={"id", "run_id", "parsed"}))
