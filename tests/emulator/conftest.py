@@ -1,0 +1,1 @@
+from tests.ssm_emulator.plugin import *  # noqa: F403
