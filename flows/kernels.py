@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 _PACKAGE_PREFIX = re.compile(r"^(?:kernel-core-|kernel-|linux-image-unsigned-|linux-image-)")
 _EPOCH = re.compile(r"^\d+:")
 _ARCH_SUFFIX = re.compile(r"\.(?:x86_64|aarch64|noarch|i686)$")
-_SEGMENT = re.compile(r"\d+|[A-Za-z]+")
+_SEGMENT = re.compile(r"[0-9]+|[A-Za-z]+")
 _LEADING_NUMBER = re.compile(r"\d+")
 
 # A version that is safe to place in a script and in a file name: it starts like a kernel
@@ -73,15 +73,24 @@ def normalize_kernel(text: str) -> str:
     return _ARCH_SUFFIX.sub("", value, count=1)
 
 
-def _segments(part: str) -> tuple[tuple[int, int | str], ...]:
-    # rpm's rule: a numeric segment is newer than an alphabetic one, numbers compare as numbers.
-    return tuple(
-        (1, int(segment)) if segment.isdigit() else (0, segment)
-        for segment in _SEGMENT.findall(part)
-    )
+_Segment = tuple[int, int, str]
 
 
-def kernel_sort_key(kernel: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+def _segments(part: str) -> tuple[_Segment, ...]:
+    # rpm's rule: a numeric segment is newer than an alphabetic one, and numbers compare as
+    # numbers. A number is keyed by its length without leading zeros, then its digits, which
+    # orders like int() without its limit on very long digit strings.
+    keys: list[_Segment] = []
+    for segment in _SEGMENT.findall(part):
+        if segment[0].isdigit():
+            digits = segment.lstrip("0")
+            keys.append((1, len(digits), digits))
+        else:
+            keys.append((0, 0, segment))
+    return tuple(keys)
+
+
+def kernel_sort_key(kernel: str) -> tuple[tuple[_Segment, ...], tuple[_Segment, ...]]:
     """A key that orders kernel versions as rpm compares them, not as strings.
 
     Version (before the first ``-``) is compared first, then the release, each segment by

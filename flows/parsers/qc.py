@@ -185,12 +185,8 @@ def _unwrap_yum_lines(lines: list[str]) -> list[str]:
 
 
 def _passed_value(value: str) -> bool | None:
-    upper = value.upper()
-    if "FAILED" in upper:
-        return False
-    if "PASSED" in upper:
-        return True
-    return None
+    result = re.match(r"(PASSED|FAILED)\b", value.strip().upper())
+    return result.group(1) == "PASSED" if result else None
 
 
 def _yes_no(value: str) -> bool | None:
@@ -224,7 +220,7 @@ def _disk_reason(facts: dict[str, str]) -> str:
     needed = facts.get("MIN_VAR_FREE_GB")
     free_kb = facts.get("VAR_FREE_KB", "")
     detail = f"less than {needed} GB is free in /var" if needed else "/var is short of free space"
-    if free_kb.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", free_kb):
         detail += f" ({int(free_kb) / 1024 / 1024:.1f} GB free)"
     return f"disk space check FAILED: {detail}; free space in /var and run QC again"
 

@@ -57,6 +57,11 @@ def test_kernels_compare_as_versions_not_strings(older: str, newer: str) -> None
     assert sort_kernels([newer, older]) == [older, newer]
 
 
+def test_very_long_numbers_still_compare_as_numbers() -> None:
+    huge = "1." + "9" * 5000 + "-1"
+    assert sort_kernels([huge, "1.010-1", "1.9-1"]) == ["1.9-1", "1.010-1", huge]
+
+
 def test_sort_kernels_normalises_and_drops_duplicates() -> None:
     listed = [
         "kernel-4.18.0-553.45.1.el8_10.x86_64",

@@ -144,7 +144,14 @@ def test_output_without_a_report_fails_with_a_reason() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("PASSED", True), ("FAILED", False), ("\x1b[1;32mPASSED\x1b[0m", True), ("maybe", None)],
+    [
+        ("PASSED", True),
+        ("FAILED", False),
+        ("\x1b[1;32mPASSED\x1b[0m", True),
+        ("passed (7.0 GB free)", True),
+        ("NOT PASSED", None),
+        ("maybe", None),
+    ],
 )
 def test_check_results_are_read_whatever_their_colour(value: str, expected: bool | None) -> None:
     text = sample("rhel810_patcher.txt").replace(

@@ -192,6 +192,27 @@ def test_repository_failure_is_reported_with_the_package_managers_message(
     assert "Failed to download metadata" in log
 
 
+def test_repository_credentials_in_the_failure_message_stay_on_the_server(
+    rhel_host: LinuxSandbox,
+) -> None:
+    rpm_package_manager(
+        rhel_host,
+        "dnf",
+        "",
+        makecache_exit=1,
+        message="Curl error (22): for https://svc-patch:S3cretPass@repo.corp/rhel8/repomd.xml"
+        "?token=T0ken123 [The requested URL returned error: 401]",
+    )
+
+    result = run_qc(rhel_host)
+
+    assert "S3cretPass" not in result.stdout and "T0ken123" not in result.stdout
+    report = parse_qc_report(result.stdout)
+    assert "https://repo.corp/rhel8/repomd.xml [The requested URL returned error: 401]" in (
+        report.failure_reasons[0]
+    )
+
+
 def test_apt_repository_that_could_not_be_fetched_fails_although_apt_exits_0(
     ubuntu_host: LinuxSandbox,
 ) -> None:

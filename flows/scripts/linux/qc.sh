@@ -135,7 +135,10 @@ case "$pkg_manager" in
         ;;
 esac
 if [ "$repo_result" = "FAILED" ] && [ -z "$repo_message" ] && [ -s "$repo_log" ]; then
-    repo_message="$(grep -v '^[[:space:]]*$' "$repo_log" | tail -n 1)"
+    # The message leaves the server in the flow's report, so repository URLs lose any
+    # user:password@ and query string (tokens) they carry; the full log stays on the server.
+    repo_message="$(grep -v '^[[:space:]]*$' "$repo_log" | tail -n 1 |
+        sed -E 's#://[^/@[:space:]]*@#://#g; s#(://[^?[:space:]]*)\?[^[:space:]]*#\1#g')"
 fi
 
 # --- Disk ---------------------------------------------------------------------------------
@@ -181,8 +184,9 @@ fi
 kernel_lines=""
 case "$pkg_manager" in
     dnf | yum)
-        # yum wraps long lines when a repository name is long, so the listing is read as a
-        # stream of words: a kernel package word, then its version, then its repository.
+        # Only the "kernel" package is listed: kernel-core has the same versions and would
+        # double every line. yum wraps long lines when a repository name is long, so the
+        # listing is read as a stream of words: a kernel package word, its version, its repo.
         candidates="$(run_limited "$pkg_manager" -q list available kernel --showduplicates \
             2>/dev/null | awk '
             { for (i = 1; i <= NF; i++) word[n++] = $i }
