@@ -30,4 +30,3 @@ def al2_host(tmp_path: Path) -> LinuxSandbox:
 def ubuntu_host(tmp_path: Path) -> LinuxSandbox:
     """An Ubuntu 22.04 server with apt; falconctl only under /opt/CrowdStrike."""
     return build_ubuntu_host(tmp_path / "ubuntu")
-
