@@ -69,7 +69,7 @@ def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -137,7 +137,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with _explaining_connection_errors(engine), migration_lock(engine) as connection:
         current = MigrationContext.configure(connection).get_current_revision()
         script = ScriptDirectory.from_config(alembic_config())
-        known = {revision.revision for revision in script.walk_revisions()}
+        known = {script_revision.revision for script_revision in script.walk_revisions()}
         if current is not None and current not in known:
             raise StoreError(
                 f"the database {describe_url(engine.url)} is at schema revision {current!r}, "

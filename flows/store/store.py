@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_jsonable_python
 from sqlalchemy import ColumnElement, Engine, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -58,16 +59,6 @@ _RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
         "its credentials",
     ),
     "run key": (_KEY, 200, "use letters, digits, '-', '_', '.', ':' or '/' (at most 200)"),
-}
-_LOWERCASE_NAME = "use lowercase letters, digits, '-', '_', '.' (at most 63)"
-_EXPECTED = {
-    "flow run id": "use the Prefect flow run id (letters, digits, '-', '_', '.', ':')",
-    "workflow": _LOWERCASE_NAME,
-    "step": _LOWERCASE_NAME,
-    "status": _LOWERCASE_NAME,
-    "provider": "record a provider by its name or block slug (aws, aws-provider/prod-gov), "
-    "never by its credentials",
-    "run key": "use letters, digits, '-', '_', '.', ':' or '/' (at most 200)",
 }
 
 
@@ -229,7 +220,8 @@ class Store:
     ) -> None:
         """Store one execution per instance of ``results`` in run ``run_id``.
 
-        ``parsed`` holds what a flow read from an instance's output, keyed by instance id.
+        ``parsed`` holds what a flow read from an instance's output, keyed by instance id
+        (anything pydantic can turn into JSON: dates, enums and models included).
         An instance recorded again in the same run replaces its earlier execution.
         """
         parsed = parsed or {}
@@ -425,7 +417,8 @@ def _execution_row(
         stdout_truncated=result.stdout_truncated,
         stderr_truncated=result.stderr_truncated,
         error=_storable(result.error) if result.error is not None else None,
-        parsed=parsed,
+        # Parsed reports may hold dates, enums or models: store their JSON form.
+        parsed=to_jsonable_python(parsed) if parsed is not None else None,
         started_at=result.started_at,
         ended_at=result.ended_at,
     )

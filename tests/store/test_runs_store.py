@@ -51,11 +51,20 @@ def test_executions_keep_everything_the_provider_reported(store: Store):
     failed = make_result("i-0123456789abcdef1", ResultStatus.FAILED, stdout="naïve \x00 ✓")
     failed = failed.model_copy(update={"stdout_truncated": True, "error": "exit 1"})
     parsed = {"i-0123456789abcdef0": {"kernel": "5.14", "checks": {"disk": True}, "n": [1, 2]}}
+    when = datetime(2025, 11, 26, 6, 0, tzinfo=UTC)
+    parsed["i-0123456789abcdef0"]["checked_at"] = when
+    parsed["i-0123456789abcdef0"]["status"] = ResultStatus.SUCCESS
 
     store.record_results(run_id, [ok, failed], parsed=parsed)
 
     records = {e.instance_id: e for e in store.executions(run_id)}
-    assert records["i-0123456789abcdef0"].parsed == parsed["i-0123456789abcdef0"]
+    assert records["i-0123456789abcdef0"].parsed == {
+        "kernel": "5.14",
+        "checks": {"disk": True},
+        "n": [1, 2],
+        "checked_at": "2025-11-26T06:00:00Z",
+        "status": "success",
+    }
     assert records["i-0123456789abcdef0"].to_result() == ok
     assert records["i-0123456789abcdef1"].parsed is None
     assert records["i-0123456789abcdef1"].status is ResultStatus.FAILED
