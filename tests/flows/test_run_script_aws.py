@@ -1,0 +1,126 @@
+"""run-script through the AWS provider on the SSM emulator: the Prefect task layout, and
+retries that never send a command twice."""
+
+from __future__ import annotations
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from blocks import AwsProviderBlock, load_provider
+from flows.execution import run_on_targets
+from flows.run_script import run_script
+from flows.store import Store
+from providers.base import ResultStatus, ScriptRequest, Target
+from tests.ssm_emulator.world import SsmWorld
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
+
+OTHER_ACCOUNT = "222222222222"
+PRINT_OWN_ID = 'cat "$CLOUDOPS_ROOT/etc/instance-id"'
+
+
+@pytest.fixture
+def fast_aws(ssm_world: SsmWorld):
+    """An aws-provider block that polls quickly, saved for the flow to load by slug."""
+    block = AwsProviderBlock(poll_initial_seconds=0.1, poll_max_seconds=0.3)
+    block.save("emulated", overwrite=True)
+    yield "aws-provider/emulated"
+    AwsProviderBlock.delete("emulated")
+
+
+def _fleet(world: SsmWorld) -> list[Target]:
+    world.add_role(OTHER_ACCOUNT)
+    world.command_delay(pending=0.05)
+    targets = []
+    for account, region, count in (
+        ("123456789012", "us-east-1", 55),
+        (OTHER_ACCOUNT, "us-west-2", 5),
+    ):
+        for _ in range(count):
+            inst = world.add_instance(account_id=account, region=region)
+            inst.write_file("/etc/instance-id", inst.instance_id)
+            targets.append(Target(instance_id=inst.instance_id, account_id=account, region=region))
+    return targets
+
+
+def _task_runs_by_name(flow_run_id) -> dict[str, int]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    counts: dict[str, int] = {}
+    for run in runs:
+        prefix = run.name.split("-")[0]
+        counts[prefix] = counts.get(prefix, 0) + 1
+    return counts
+
+
+def test_task_runs_grow_with_chunks_and_each_instance_prints_its_own_id(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    targets = _fleet(ssm_world)
+
+    state = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws, return_state=True)
+    result = state.result()
+
+    assert result.batch.success_count == 60
+    assert all(r.stdout.strip() == r.instance_id for r in result.batch.results)
+    # 55 instances in one group -> 2 chunks; 5 in the other -> 1 chunk.
+    assert ssm_world.calls[("ssm", "SendCommand")] == 3
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
+    assert _task_runs_by_name(state.state_details.flow_run_id) == {
+        "prepare": 2,
+        "send": 3,
+        "collect": 3,
+    }
+
+
+def test_a_failed_poll_task_is_retried_without_sending_again(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    targets = _fleet(ssm_world)[:3]
+    # Twice in a row: the provider refreshes credentials once by itself, the second expiry
+    # fails the collect task, which Prefect retries.
+    ssm_world.fail_next("ListCommandInvocations", code="ExpiredTokenException", times=2)
+
+    state = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws, return_state=True)
+    result = state.result()
+
+    assert [r.status for r in result.batch.results] == [ResultStatus.SUCCESS] * 3
+    assert ssm_world.calls[("ssm", "SendCommand")] == 1
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    [collect] = [r for r in runs if r.name.startswith("collect")]
+    assert collect.run_count == 2
+
+
+def test_a_retried_flow_run_re_attaches_to_the_command_it_sent(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+
+    targets = _fleet(ssm_world)[:4]
+    attempts: list[int] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def crashes_after_sending():
+        provider = load_provider(fast_aws)
+        batch = run_on_targets(
+            provider, targets, ScriptRequest(script=PRINT_OWN_ID), store=Store.default()
+        )
+        attempts.append(batch.success_count)
+        if len(attempts) == 1:
+            raise RuntimeError("the worker died after the commands went out")
+        return batch
+
+    batch = crashes_after_sending()
+
+    assert attempts == [4, 4]
+    assert batch.success_count == 4
+    assert ssm_world.calls[("ssm", "SendCommand")] == 1
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
