@@ -5,7 +5,11 @@ The runbook:
 2. Resolve the targets: a list, a change (stored, or a CSV file), or a discovery query.
 3. Run the script on them through the provider (pre-check, send, collect: see
    ``flows.execution``), showing progress.
-4. Report: a summary and a per-instance table as artifacts, a markdown file, the store.
+4. Report: a summary and a per-instance table as artifacts, a markdown file, the store; a
+   ``cloudops.run-script.failed`` event when the script did not succeed everywhere.
+
+With ``fan_out_per_account`` step 3 is instead one child run of this deployment per account
+(see ``flows.fanout``), which the workers of the pool share; this run merges their results.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from pydantic import BaseModel, Field
 
 from blocks import load_provider
 from flows.changes import ChangeSpec, load_change_input, validate_change_number
+from flows.events import FailureKind, emit_failure_event
 from flows.execution import run_on_targets
+from flows.fanout import is_fan_out_child, merge_batches, run_per_account, split_by_account
 from flows.remote_scripts import interpreter_for, load_script, render_script
 from flows.reporting import (
     artifact_key,
@@ -50,6 +56,14 @@ class RunScriptResult(BaseModel):
     script: str = Field(description="the bundled script's name, or 'inline'")
     batch: BatchResult
     report_path: str
+    child_flow_runs: list[str] = Field(
+        default_factory=list, description="the per-account child runs, when fanned out"
+    )
+
+
+# How long a fanned-out run waits for its children beyond their own limits: the time a child
+# may sit in the work pool until a worker is free.
+FAN_OUT_QUEUE_SECONDS = 3600
 
 
 class TargetSelectionError(ValueError):
@@ -130,8 +144,10 @@ def _summary(result: RunScriptResult, run_name: str) -> str:
         f"- provider: `{result.provider}`",
         f"- overall: **{batch.status.value}**: {batch.success_count} succeeded, "
         f"{batch.failure_count} did not ({status_counts(batch)})",
-        "",
     ]
+    if result.child_flow_runs:
+        lines.append(f"- fanned out per account to: {', '.join(result.child_flow_runs)}")
+    lines.append("")
     problems = [r for r in batch.results if not r.status.is_success]
     if problems:
         lines += ["## Needs attention", "", markdown_table(result_rows(problems))]
@@ -139,7 +155,21 @@ def _summary(result: RunScriptResult, run_name: str) -> str:
     return "\n".join(lines)
 
 
-@flow(name="run-script", log_prints=False)
+def run_fanned_out(
+    selected: list[Target], request_parameters: dict[str, object], timeout_seconds: float
+) -> tuple[BatchResult, list[str]]:
+    """One child run of this deployment per account; their merged batch and run names."""
+    outcomes = run_per_account(
+        split_by_account(selected),
+        parameters=request_parameters,
+        result_type=RunScriptResult,
+        timeout_seconds=timeout_seconds,
+    )
+    return merge_batches(outcomes, lambda r: r.batch), [o.flow_run_name for o in outcomes]
+
+
+# persist_result: a fanned-out parent reads its children's results back from result storage.
+@flow(name="run-script", log_prints=False, persist_result=True)
 def run_script(
     script: str | None = None,
     script_name: str | None = None,
@@ -154,6 +184,7 @@ def run_script(
     delivery_timeout_seconds: int = 600,
     max_concurrency: str | None = None,
     max_errors: str | None = None,
+    fan_out_per_account: bool = False,
 ) -> RunScriptResult:
     """Run a script (inline or bundled) on servers given as a list, a change or a query.
 
@@ -168,6 +199,11 @@ def run_script(
         change_csv: a change file (path or CSV text) to store and run on.
         discovery: accounts, regions and tags to find servers by.
         provider: provider block slug, block name, or ``aws``/``local``.
+        delivery_timeout_seconds: how long SSM keeps trying to deliver the command.
+        max_concurrency: SSM MaxConcurrency (e.g. ``50`` or ``10%``).
+        max_errors: SSM MaxErrors (e.g. ``0`` or ``5%``).
+        fan_out_per_account: run each account's targets as a child run of this deployment, so
+            that the workers of its pool share a large change (needs a deployment).
     """
     logger = get_run_logger()
     label, body, chosen_interpreter = choose_script(script, script_name, interpreter)
@@ -201,10 +237,39 @@ def run_script(
         provider=chosen.name,
         change_number=change,
     )
-    batch = run_on_targets(
-        chosen, selected, request, store=store, progress_key=artifact_key("run-script-progress")
-    )
-    store.record_results(run_id, batch.results)
+    children: list[str] = []
+    accounts = {t.account_id for t in selected}
+    if fan_out_per_account and len(accounts) > 1:
+        logger.info("fanning out over %d accounts", len(accounts))
+        batch, children = run_fanned_out(
+            selected,
+            {
+                "script": script,
+                "script_name": script_name,
+                "interpreter": chosen_interpreter,
+                "timeout_seconds": timeout_seconds,
+                "parameters": parameters,
+                "change_number": change,
+                "provider": provider,
+                "delivery_timeout_seconds": delivery_timeout_seconds,
+                "max_concurrency": max_concurrency,
+                "max_errors": max_errors,
+            },
+            # Each child may wait in the pool for a free worker before its own limits start.
+            timeout_seconds=delivery_timeout_seconds + timeout_seconds + FAN_OUT_QUEUE_SECONDS,
+        )
+        # Each child recorded its own executions; this run records the merged counts only.
+    else:
+        if fan_out_per_account:
+            logger.info("one account only: running here instead of fanning out")
+        batch = run_on_targets(
+            chosen,
+            selected,
+            request,
+            store=store,
+            progress_key=artifact_key("run-script-progress"),
+        )
+        store.record_results(run_id, batch.results)
     store.finish_run(
         run_id,
         status=batch.status.value,
@@ -214,7 +279,12 @@ def run_script(
 
     filename = f"run_script_{change or 'adhoc'}_{utc_stamp()}.md"
     placeholder = RunScriptResult(
-        change_number=change, provider=chosen.name, script=label, batch=batch, report_path=""
+        change_number=change,
+        provider=chosen.name,
+        script=label,
+        batch=batch,
+        report_path="",
+        child_flow_runs=children,
     )
     summary = _summary(placeholder, run_name)
     report = write_report(Path(get_settings().reports_dir), filename, summary)
@@ -224,5 +294,16 @@ def run_script(
         artifact_key("run-script-results"), batch, f"{label}: one row per instance"
     )
     publish_markdown(artifact_key("run-script-summary"), summary, f"{label}: summary")
+    # A fan-out child's failures reach operators once, in its parent's merged event.
+    if batch.failure_count and not is_fan_out_child():
+        emit_failure_event(
+            FailureKind.RUN_SCRIPT,
+            change,
+            {
+                "instances": len(batch.results),
+                "succeeded": batch.success_count,
+                "failed": batch.failure_count,
+            },
+        )
     logger.info("%s: %s; report written to %s", label, status_counts(batch), report)
     return result
