@@ -1,0 +1,332 @@
+"""linux-qc-patching-post end to end on the SSM agent emulator, after a real prep run.
+
+The change is prepped by ``linux-qc-patching-prep`` (QC, kernel staged, files collected), then
+"patched" by changing what the fake servers report as their running kernel and uptime, then
+validated. The servers are fake RHEL 8 hosts (``tests/fake_post_hosts.py``) in emulator
+sandboxes; the AWS provider is the real one, acting in moto through the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.worker import EventsWorker
+from prefect.testing.fixtures import asserting_events_worker  # noqa: F401 (fixture)
+from pydantic import SecretStr
+
+from blocks import registry
+from flows.linux_qc_patching_post import PostParameterError, linux_qc_patching_post
+from flows.linux_qc_patching_prep import linux_qc_patching_prep
+from flows.parsers import AgentState, KernelTargetSource
+from flows.post_report import PostVerdict
+from flows.store import Store
+from providers.aws.config import AwsProviderConfig
+from providers.aws.provider import AwsProvider
+from providers.aws.settings import LegacyCredentials
+from providers.base import Platform, ResultStatus, Target
+from providers.partitions import Environment
+from tests.fake_post_hosts import fake_systemctl, install_fake_host, rhel_host, tree_digest
+from tests.providers.aws.ssm_fixtures import FAST_POLL
+from tests.scripts.fake_linux_hosts import RHEL_KERNEL_LISTING, RHEL_OS_RELEASE
+from tests.ssm_emulator import EmulatedInstance, SsmWorld
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
+
+ACCOUNT = "111111111111"
+REGION = "us-east-1"
+CHANGE = "CHG0012345"
+KERNEL_BEFORE = "4.18.0-553.5.1.el8_10.x86_64"
+STAGED = "4.18.0-553.45.1.el8_10"
+KERNEL_AFTER = STAGED + ".x86_64"
+TEN_DAYS = 864_000
+PROVIDER = "emulated-aws"
+
+
+@pytest.fixture
+def emulated_provider(ssm_world: SsmWorld, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The real AWS provider acting in the emulated account, as the short name flows are given;
+    registered for this test only."""
+    keys = ssm_world.credentials(ACCOUNT)
+    monkeypatch.setattr(registry, "_registrations", dict(registry.registered_providers()))
+
+    def build() -> AwsProvider:
+        config = AwsProviderConfig(
+            environment=Environment.COM,
+            access_key_id=SecretStr(keys.access_key_id),
+            secret_access_key=SecretStr(keys.secret_access_key),
+            poll=FAST_POLL,
+        )
+        return AwsProvider(config, legacy=LegacyCredentials(_env_file=None))
+
+    registry.register_provider(PROVIDER, build)
+    yield PROVIDER
+
+
+def _yum(history_body: str) -> str:
+    """yum as QC (metadata refresh, kernel listing) and post_qc.sh (history) ask it."""
+    return f"""case "$*" in
+    *makecache*) echo "Metadata cache created." ;;
+    *list*available*kernel*)
+        cat <<'FAKE_OUTPUT'
+{RHEL_KERNEL_LISTING}
+FAKE_OUTPUT
+        ;;
+    *history*)
+{history_body}
+        ;;
+    *) exit 1 ;;
+esac
+"""
+
+
+@dataclass
+class RhelServer:
+    """An emulated RHEL 8.10 instance whose running kernel and uptime a test can change."""
+
+    instance: EmulatedInstance
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance.instance_id
+
+    def target(self) -> Target:
+        return Target(
+            instance_id=self.instance_id,
+            account_id=self.instance.account_id,
+            region=self.instance.region,
+            platform=Platform(self.instance.platform),
+            name=self.instance.name,
+        )
+
+    def boot(self, kernel: str, uptime_seconds: int) -> None:
+        """What the server runs now: the kernel ``uname -r`` prints, and its uptime."""
+        self.instance.write_file("/fake/uname-r", kernel + "\n")
+        self.instance.write_file("/proc/uptime", f"{uptime_seconds}.42 {uptime_seconds * 2}.00\n")
+
+    def digest(self) -> dict[str, str]:
+        """Every file of the server, but the SSM agent's own work directory."""
+        return {
+            path: state
+            for path, state in tree_digest(self.instance.sandbox).items()
+            if "/var/lib/amazon" not in path
+        }
+
+
+def rhel_server(world: SsmWorld, name: str) -> RhelServer:
+    """A RHEL 8.10 server on the old kernel, CrowdStrike and BigFix running, 10 days up."""
+    instance = world.add_instance(account_id=ACCOUNT, region=REGION, name=name)
+    host = rhel_host(patchme_kernel=None)
+    history = host.commands["yum"]
+    host.commands.update(
+        {
+            "uname": (
+                'case "${1:-}" in -r) cat "$CLOUDOPS_ROOT/fake/uname-r" ;; '
+                f"-n) echo {name} ;; *) echo Linux ;; esac\n"
+            ),
+            "hostname": f"echo {name}\n",
+            "yum": _yum(history),
+            "falconctl": (
+                'case "$*" in *--rfm-state*) echo "rfm-state=false, rfm-reason=None, code=0x0." ;;'
+                ' *--version*) echo "version = 7.10.16303.0" ;; *) exit 1 ;; esac\n'
+            ),
+            "systemctl": fake_systemctl(
+                {"falcon-sensor": "active", "besclient": "active", "crond": "active"}
+            ),
+            # The machine's own dpkg-query is on the emulator's PATH: this server has none.
+            "dpkg-query": "exit 127\n",
+        }
+    )
+    host.files["/etc/os-release"] = RHEL_OS_RELEASE
+    install_fake_host(host, instance.root, instance.bin)
+    # The SSM agent's own directory, there on any managed server before a command arrives.
+    (instance.root / "var/lib/amazon/ssm").mkdir(parents=True)
+    server = RhelServer(instance)
+    server.boot(KERNEL_BEFORE, TEN_DAYS)
+    return server
+
+
+def _csv(servers: list[RhelServer], windows: EmulatedInstance) -> str:
+    rows = [f"{CHANGE},{s.instance_id},{ACCOUNT},{REGION},linux,{s.instance.name}" for s in servers]
+    rows.append(f"{CHANGE},{windows.instance_id},{ACCOUNT},{REGION},windows,win-01")
+    return "change_number,instance_id,account_id,region,platform,name\n" + "\n".join(rows) + "\n"
+
+
+def _artifact_rows(key: str) -> list[dict[str, Any]]:
+    with get_client(sync_client=True) as client:
+        artifacts = [a for a in client.read_artifacts() if a.key == key]
+    assert artifacts, f"no artifact {key}"
+    latest = max(artifacts, key=lambda a: a.created)
+    data = latest.data
+    return json.loads(data) if isinstance(data, str) else data
+
+
+@pytest.mark.usefixtures("asserting_events_worker")
+def test_prepped_then_patched_change_passes_where_the_kernel_matches(
+    ssm_world: SsmWorld, emulated_provider: str
+) -> None:
+    ssm_world.command_delay(pending=0.05)
+    web1, web2, web3, web4 = (rhel_server(ssm_world, f"web-0{n}") for n in range(1, 5))
+    windows = ssm_world.add_instance(
+        account_id=ACCOUNT, region=REGION, platform="windows", name="win-01"
+    )
+    prep = linux_qc_patching_prep(
+        change_csv=_csv([web1, web2, web3, web4], windows),
+        provider=emulated_provider,
+        kernel_choices=STAGED,
+    )
+    assert prep.staged_kernels() == {s.instance_id: STAGED for s in (web1, web2, web3, web4)}
+
+    # The patch window: web-01 and web-02 were patched and rebooted, web-03 was not, web-04 is
+    # down, and web-02's change folder was cleaned up, so only the prep record names its target.
+    web1.boot(KERNEL_AFTER, 300)
+    web2.boot(KERNEL_AFTER, 300)
+    (web2.instance.root / "root" / CHANGE / "patchme.sh").unlink()
+    ssm_world.set_offline(web4.instance_id)
+    # Built after prep: the prep flow has never seen it.
+    late = rhel_server(ssm_world, "web-05")
+    late.boot(KERNEL_AFTER, 300)
+    before = {s.instance_id: s.digest() for s in (web1, web2, web3, late)}
+    sent_before = dict(ssm_world.send_commands_per_instance)
+
+    stored = Store.default().load_change(CHANGE)
+    assert stored is not None
+    result = linux_qc_patching_post(
+        CHANGE,
+        instances=[*stored.targets, late.target()],
+        provider=emulated_provider,
+        target_kernel=STAGED,
+    )
+
+    by_id = {i.instance_id: i for i in result.instances}
+    assert result.verdict_counts() == {
+        "passed": 3,
+        "failed": 1,
+        "unreachable": 1,
+        "not_applicable": 1,
+    }
+    # Patched and matching: each with the target from where it was found.
+    for server, source in (
+        (web1, KernelTargetSource.PATCHME),
+        (web2, KernelTargetSource.PREP),
+        (late, KernelTargetSource.PARAMETER),
+    ):
+        checked = by_id[server.instance_id]
+        assert checked.verdict is PostVerdict.PASSED, checked.reasons
+        assert checked.drift.kernel_after == KERNEL_AFTER
+        assert checked.drift.kernel_target == STAGED
+        assert checked.drift.kernel_target_source is source
+        assert checked.drift.agents_after["falcon-sensor"] is AgentState.RUNNING
+    for server in (web1, web2):
+        drift = by_id[server.instance_id].drift
+        assert drift.prep_record and drift.qc_before == "passed"
+        assert drift.kernel_before == KERNEL_BEFORE
+        assert drift.kernel_changed is True and drift.rebooted is True
+        assert drift.crowdstrike_before is True
+
+    # Not patched: fails with the mismatch, and the drift shows nothing moved.
+    unpatched = by_id[web3.instance_id]
+    assert unpatched.verdict is PostVerdict.FAILED
+    assert unpatched.reasons == [f"Kernel mismatch: running {KERNEL_BEFORE}, expected {STAGED}"]
+    assert unpatched.drift.kernel_before == unpatched.drift.kernel_after == KERNEL_BEFORE
+    assert unpatched.drift.kernel_changed is False and unpatched.drift.rebooted is False
+
+    assert by_id[web4.instance_id].verdict is PostVerdict.UNREACHABLE
+    assert by_id[web4.instance_id].status is ResultStatus.OFFLINE
+    assert by_id[windows.instance_id].verdict is PostVerdict.NOT_APPLICABLE
+    newcomer = by_id[late.instance_id].drift
+    assert not newcomer.prep_record and newcomer.qc_before == "no prep record"
+
+    # Sent once to each reachable Linux server; never to the offline or the Windows one.
+    sent = {
+        iid: n - sent_before.get(iid, 0)
+        for iid, n in ssm_world.send_commands_per_instance.items()
+        if n - sent_before.get(iid, 0)
+    }
+    assert sent == {s.instance_id: 1 for s in (web1, web2, web3, late)}
+    # Read-only: not a file of the servers changed.
+    assert {s.instance_id: s.digest() for s in (web1, web2, web3, late)} == before
+
+    drift_rows = {r["instance"]: r for r in _artifact_rows("linux-qc-post-chg0012345-drift")}
+    assert drift_rows[web3.instance_id]["kernel before"] == KERNEL_BEFORE
+    assert drift_rows[web3.instance_id]["kernel after"] == KERNEL_BEFORE
+    assert drift_rows[web3.instance_id]["rebooted"] == "no"
+    assert drift_rows[web1.instance_id]["kernel before"] == KERNEL_BEFORE
+    assert drift_rows[web1.instance_id]["kernel after"] == KERNEL_AFTER
+    assert drift_rows[web1.instance_id]["rebooted"] == "yes"
+    assert drift_rows[late.instance_id]["QC before"] == "no prep record"
+    failed_rows = _artifact_rows("linux-qc-post-chg0012345-failed")
+    assert {r["instance"] for r in failed_rows} == {
+        web3.instance_id,
+        web4.instance_id,
+        windows.instance_id,
+    }
+    passed_rows = _artifact_rows("linux-qc-post-chg0012345-passed")
+    assert {r["instance"] for r in passed_rows} == {
+        web1.instance_id,
+        web2.instance_id,
+        late.instance_id,
+    }
+
+    report = Path(result.report_path)
+    assert re.fullmatch(rf"qc_post_report_{CHANGE}_\d{{8}}T\d{{6}}Z\.md", report.name)
+    text = report.read_text()
+    assert f"Kernel mismatch: running {KERNEL_BEFORE}, expected {STAGED}" in text
+    assert f"no prep record for: {late.instance_id}" in text
+
+    recorded = Store.default().latest_executions(CHANGE, "linux-qc-patching-post", "post_qc")
+    assert set(recorded) == set(by_id)
+    assert recorded[web1.instance_id].parsed is not None
+    assert recorded[web1.instance_id].parsed["kernel_match"] is True
+    assert recorded[web3.instance_id].parsed["failure_reasons"] == unpatched.reasons
+    assert recorded[web4.instance_id].status is ResultStatus.OFFLINE
+    [run] = [
+        r for r in Store.default().runs_for_change(CHANGE) if r.workflow == "linux-qc-patching-post"
+    ]
+    assert (run.status, run.success_count, run.failure_count) == ("partial", 3, 2)
+
+    EventsWorker.instance().drain()  # the asserting worker, while the fixture is on
+    assert AssertingEventsClient.last is not None
+    [failure] = [e for e in AssertingEventsClient.last.events if e.event == "cloudops.post.failed"]
+    assert failure.resource.id == f"cloudops.change.{CHANGE}"
+    assert failure.payload["counts"] == result.verdict_counts()
+
+
+@pytest.mark.parametrize(
+    ("change_number", "target_kernel", "workdir", "problem"),
+    [
+        ("CHG 1; rm -rf /", None, "/root", "change_number"),
+        (CHANGE, "4.18.0-553.45.1.el8_10; reboot", "/root", "target_kernel"),
+        (CHANGE, None, "root", "workdir"),
+        (CHANGE, None, "/root/../etc", "workdir"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_is_sent(
+    ssm_world: SsmWorld,
+    emulated_provider: str,
+    change_number: str,
+    target_kernel: str | None,
+    workdir: str,
+    problem: str,
+) -> None:
+    server = rhel_server(ssm_world, "web-01")
+
+    with pytest.raises(PostParameterError, match=problem) as refused:
+        linux_qc_patching_post(
+            change_number,
+            instances=[server.target()],
+            provider=emulated_provider,
+            target_kernel=target_kernel,
+            workdir=workdir,
+        )
+
+    assert "nothing was sent" in str(refused.value)
+    assert not ssm_world.send_commands_per_instance
+    assert ("ssm", "DescribeInstanceInformation") not in ssm_world.calls
