@@ -220,7 +220,7 @@ def load_enrollment_token(token_block: str) -> str:
         else:
             # The raw value: Secret.get() would turn a token that looks like JSON into a number.
             value = block.value.get_secret_value()
-    if value is None:
+    if not value:  # no block, or an empty one: the variable is the fallback either way
         where = f"variable {TOKEN_VARIABLE}"
         value = os.environ.get(TOKEN_VARIABLE)
     token = value.strip() if isinstance(value, str) else ""
