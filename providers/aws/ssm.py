@@ -156,7 +156,9 @@ def split_plugin_output(text: str) -> CommandOutput:
     return CommandOutput(stdout=text[: match.start()], stderr=text[match.end() :])
 
 
-def s3_output_keys(prefix: str | None, command_id: str, instance_id: str, plugin: str):
+def s3_output_keys(
+    prefix: str | None, command_id: str, instance_id: str, plugin: str
+) -> tuple[str, str]:
     """(stdout key, stderr key) where SSM writes a plugin's full output."""
     step = plugin.replace(":", "")
     base = f"{command_id}/{instance_id}/{step}/0.{step}"
