@@ -106,9 +106,7 @@ def test_120_instances_over_accounts_regions_and_govcloud(fleet: Fleet):
     # Budget: one SendCommand per 50 sendable instances of a group, each instance sent once.
     not_sent = {offline.instance_id, unmanaged.instance_id, hidden_windows.instance_id}
     not_sent.add(listed_windows.instance_id)
-    sendable = Counter(
-        (i.account_id, i.region) for i in instances if i.instance_id not in not_sent
-    )
+    sendable = Counter((i.account_id, i.region) for i in instances if i.instance_id not in not_sent)
     assert fleet.calls("SendCommand") == sum(math.ceil(n / 50) for n in sendable.values()) == 6
     sent = world.send_commands_per_instance
     assert set(sent) == {i.instance_id for i in instances} - not_sent
@@ -135,9 +133,7 @@ def test_throttling_loses_and_duplicates_no_instance(fleet: Fleet):
     batch = provider.execute_script_batch(targets_of(instances), SCRIPT, timeout=30)
 
     assert batch.status is BatchStatus.SUCCESS
-    assert sorted(r.instance_id for r in batch.results) == sorted(
-        i.instance_id for i in instances
-    )
+    assert sorted(r.instance_id for r in batch.results) == sorted(i.instance_id for i in instances)
     for instance, result in zip(
         sorted(instances, key=lambda i: (i.account_id, i.region, i.instance_id)),
         batch.results,
@@ -150,7 +146,7 @@ def test_throttling_loses_and_duplicates_no_instance(fleet: Fleet):
     assert sum(throttled.values()) > 0
     accepted_sends = fleet.calls("SendCommand") - throttled[("ssm", "SendCommand")]
     assert accepted_sends == 3
-    answered_polls = fleet.calls("ListCommandInvocations") - throttled[
-        ("ssm", "ListCommandInvocations")
-    ]
+    answered_polls = (
+        fleet.calls("ListCommandInvocations") - throttled[("ssm", "ListCommandInvocations")]
+    )
     assert answered_polls == sum(polls.values())
