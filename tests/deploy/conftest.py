@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +37,8 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PREFECT = REPO_ROOT / ".venv" / "bin" / "prefect"
+# The CLI of the interpreter running the tests, wherever its virtual environment is.
+PREFECT = Path(sys.executable).parent / "prefect"
 POSTGRES_URL_VARIABLE = "CLOUDOPS_TEST_POSTGRES_URL"
 WORK_POOL = "cloudops"
 SERVER_START_SECONDS = 120
