@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from prefect import get_run_logger
+from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -114,11 +115,24 @@ def child_parameters(
     parameters: Mapping[str, Any], part: AccountPart, targets_parameter: str
 ) -> dict[str, Any]:
     """The parent's parameters for one child: its own targets, and no further fan-out."""
-    child = dict(parameters)
+    child = {name: _by_reference(name, value) for name, value in parameters.items()}
     child[targets_parameter] = part.targets
     child[FAN_OUT_FLAG] = False
     # The API takes JSON; models and enums become what Prefect's parameter form would send.
     return to_jsonable_python(child)
+
+
+def _by_reference(name: str, value: Any) -> Any:
+    """A block as its slug, which the flows' provider parameters accept: dumped as a model its
+    secrets would arrive masked (``**********``) and useless."""
+    if not isinstance(value, Block):
+        return value
+    if value._block_document_name and not value._is_anonymous:
+        return f"{value.get_block_type_slug()}/{value._block_document_name}"
+    raise FanOutError(
+        f"parameter {name!r} is an unsaved {value.get_block_type_name()} block, which child runs "
+        "cannot receive: save it (`.save('<name>')`) and pass its slug instead"
+    )
 
 
 def run_per_account(

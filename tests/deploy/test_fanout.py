@@ -29,6 +29,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Completed, Failed, Scheduled
 
+from blocks import LocalProviderBlock
 from flows.fanout import (
     FAN_OUT_CHILD_TAG,
     AccountPart,
@@ -110,6 +111,19 @@ def test_a_child_gets_the_parents_parameters_with_its_own_targets_and_no_further
     }
     json.dumps(child)  # what the API receives
     assert parent["fan_out_per_account"] is True  # the parent's own parameters are untouched
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_a_provider_block_reaches_children_as_its_slug_and_an_unsaved_one_is_refused() -> None:
+    part = AccountPart(account_id="local", targets=[LOCALHOST])
+    saved = LocalProviderBlock()
+    saved.save("fan-out-parts", overwrite=True)
+    child = child_parameters({"provider": saved}, part, "instances")
+    assert child["provider"] == "local-provider/fan-out-parts"
+    assert child["instances"] == [LOCALHOST.model_dump(mode="json")]
+
+    with pytest.raises(FanOutError, match=r"unsaved Local Provider block.*save it"):
+        child_parameters({"provider": LocalProviderBlock()}, part, "instances")
 
 
 def test_outcomes_say_why_a_child_gave_no_result_and_merge_keeps_every_target() -> None:
