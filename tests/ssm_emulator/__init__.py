@@ -56,6 +56,12 @@ What happened::
                                       #   script, comment, execution_timeout, invocations...
     world.s3_failures                 # output uploads that found no bucket
 
+From another process (a flow run started as a subprocess)::
+
+    from tests.ssm_emulator.http_bridge import serve_world
+    with serve_world(world) as url:   # http://127.0.0.1:<port>, the block's endpoint_url
+        ...                           # JSON and query services (SSM, STS, EC2); not S3
+
 SSM behaviour emulated (everything else in SSM is moto's):
 
 - ``SendCommand``: ``AWS-RunShellScript`` / ``AWS-RunPowerShellScript`` with ``InstanceIds``

@@ -502,6 +502,12 @@ class SsmWorld:
 
     # --- the botocore hook ----------------------------------------------------------------------
 
+    def answer(self, request: AWSPreparedRequest, event_name: str) -> AWSResponse | None:
+        """Answer one request as the ``before-send`` hook would (``event_name`` is
+        ``before-send.<service>.<Operation>``): for requests that reach the world another way,
+        such as over ``tests.ssm_emulator.http_bridge``."""
+        return self._before_send(request, event_name)
+
     def _before_send(
         self, request: AWSPreparedRequest, event_name: str, **_: Any
     ) -> AWSResponse | None:
