@@ -1,0 +1,46 @@
+"""Fixtures of the reliability tests: the SSM emulator, a fast-polling ``aws-provider`` block,
+and a store database of each kind (a SQLite file; a fresh database on the PostgreSQL server of
+``.ci/postgres.sh``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from blocks import AwsProviderBlock
+from tests.ssm_emulator.plugin import ssm_world  # noqa: F401 (fixture)
+from tests.ssm_emulator.world import SsmWorld
+from tests.store.conftest import fresh_postgres_database, postgres_server_url
+
+FAST_BLOCK = "reliability"
+
+
+@pytest.fixture
+def fast_aws(ssm_world: SsmWorld) -> Iterator[str]:  # noqa: F811 (the fixture above)
+    """An aws-provider block that polls every 0.1 to 0.3 s, saved; yields its slug."""
+    AwsProviderBlock(poll_initial_seconds=0.1, poll_max_seconds=0.3).save(
+        FAST_BLOCK, overwrite=True
+    )
+    yield f"aws-provider/{FAST_BLOCK}"
+    AwsProviderBlock.delete(FAST_BLOCK)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data_dir: Path,
+) -> Iterator[str]:
+    """A store database of each kind, set as ``DATABASE_URL`` for the flows of the test (after
+    ``data_dir``, which clears it)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store' / 'cloudops.db'}"
+        monkeypatch.setenv("DATABASE_URL", url)
+        yield url
+        return
+    with fresh_postgres_database(postgres_server_url()) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        yield url
