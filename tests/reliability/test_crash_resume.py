@@ -1,0 +1,203 @@
+"""A flow run's process killed after its commands went out, then the run retried: it picks up
+the commands it sent instead of sending them again, and ends with complete records.
+
+This is what happens when a worker's machine dies mid-run. The flow runs as a worker runs it,
+``python -m prefect.engine`` in its own process with ``PREFECT__FLOW_RUN_ID`` set, against the
+SSM emulator served over HTTP (the emulator lives in this process). Once every command is sent
+and recorded, the process group gets SIGKILL: no ``finally``, no state reported. The run is
+marked Crashed (what its worker reports when the process dies) and retried the way an
+operator does, ``prefect flow-run retry <id> --entrypoint ...``: the same flow run id, which
+is the key the engine recorded its commands under.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Crashed, StateType
+from sqlalchemy import text
+
+from blocks import AwsProviderBlock
+from flows.run_script import run_script
+from flows.store import Store
+from tests.reliability.figures import Figures
+from tests.reliability.fleet import (
+    CALLER_ACCOUNT,
+    PRINT_OWN_ID,
+    build_fleet,
+    chunks_for,
+    times_run,
+)
+from tests.ssm_emulator import SsmWorld
+from tests.ssm_emulator.http_bridge import serve_world
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENTRYPOINT = "flows/run_script.py:run_script"
+PREFECT = Path(sys.executable).with_name("prefect")
+CHANGE = "CHG-RESUME-1"
+FLEET = 120
+BLOCK = "bridged"
+SEND_WAIT_SECONDS = 90
+RESUME_SECONDS = 120
+
+
+def _sent_commands_recorded(run_key: str) -> int:
+    with Store.default() as store, store.engine.connect() as connection:
+        return connection.scalar(
+            text("SELECT count(*) FROM sent_command WHERE run_key = :key"), {"key": run_key}
+        )
+
+
+def _wait_for_every_send(
+    world: SsmWorld, process: subprocess.Popen[bytes], run_key: str, chunks: int, log: Path
+) -> float:
+    """Seconds until the emulator accepted every SendCommand and the store recorded them."""
+    started = time.monotonic()
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the flow process ended on its own ({process.returncode}):\n" + _tail(log))
+        accepted = sum(1 for c in world.commands)
+        if accepted >= chunks and _sent_commands_recorded(run_key) >= chunks:
+            return time.monotonic() - started
+        if time.monotonic() - started > SEND_WAIT_SECONDS:
+            pytest.fail(f"only {accepted} of {chunks} commands sent in time:\n" + _tail(log))
+        time.sleep(0.05)
+
+
+def _tail(log: Path, lines: int = 60) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _logs_of(flow_run_id: UUID) -> list[str]:
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return [entry.message for entry in logs]
+
+
+def test_a_killed_run_retried_re_attaches_and_sends_nothing_twice(
+    ssm_world: SsmWorld, tmp_path: Path
+):
+    targets = build_fleet(ssm_world, FLEET)
+    chunks = chunks_for(targets)
+    # Agents pick commands up 3 s after they are sent: the process dies before any result.
+    ssm_world.command_delay(pending=3.0)
+    keys = ssm_world.credentials(CALLER_ACCOUNT)
+    api_url = PREFECT_API_URL.value()
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+
+    with serve_world(ssm_world) as endpoint:
+        AwsProviderBlock(
+            access_key_id=keys.access_key_id,
+            secret_access_key=keys.secret_access_key,
+            endpoint_url=endpoint,
+            poll_initial_seconds=0.2,
+            poll_max_seconds=0.5,
+        ).save(BLOCK, overwrite=True)
+        with get_client(sync_client=True) as client:
+            flow_run = client.create_flow_run(
+                run_script,
+                parameters={
+                    "script": PRINT_OWN_ID,
+                    "targets": [t.model_dump(mode="json") for t in targets],
+                    "change_number": CHANGE,
+                    "provider": f"aws-provider/{BLOCK}",
+                    "timeout_seconds": 60,
+                },
+            )
+        run_key = str(flow_run.id)
+
+        # 1. The worker's way of running it, killed once everything is sent and recorded.
+        first_log = tmp_path / "first-attempt.log"
+        started = time.monotonic()
+        with first_log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "prefect.engine"],
+                cwd=REPO_ROOT,
+                env={
+                    **env,
+                    "PREFECT__FLOW_RUN_ID": run_key,
+                    "PREFECT__FLOW_ENTRYPOINT": ENTRYPOINT,
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            to_send = _wait_for_every_send(ssm_world, process, run_key, chunks, first_log)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        assert process.returncode == -signal.SIGKILL
+
+        with get_client(sync_client=True) as client:
+            killed = client.read_flow_run(flow_run.id)
+        assert killed.state is not None and killed.state.type is StateType.RUNNING
+        with Store.default() as store:
+            [run] = store.runs_for_change(CHANGE)
+            assert run.status == "running" and store.executions(run.id) == []
+        sent_before = {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands}
+        assert len(sent_before) == chunks
+
+        # 2. What its worker reports for a process that died, then the operator's retry.
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, Crashed(message="worker process killed"))
+        retry = subprocess.run(
+            [str(PREFECT), "--no-prompt", "flow-run", "retry", run_key, "--entrypoint", ENTRYPOINT],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RESUME_SECONDS,
+            check=False,
+        )
+        wall = time.monotonic() - started
+        assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
+
+    # Nothing was sent twice, and each instance ran the script once.
+    assert {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands} == sent_before
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
+    assert len(ssm_world.send_commands_per_instance) == FLEET
+    assert {times_run(ssm_world.instance(t.instance_id)) for t in targets} == {1}
+    # The retry said so for every chunk.
+    reattached = [m for m in _logs_of(flow_run.id) if m.startswith("re-attaching to command")]
+    assert len(reattached) == chunks
+
+    with get_client(sync_client=True) as client:
+        finished = client.read_flow_run(flow_run.id)
+    assert finished.state is not None and finished.state.type is StateType.COMPLETED
+    assert finished.run_count == 2
+    with Store.default() as store:
+        [run] = store.runs_for_change(CHANGE)
+        executions = store.executions(run.id)
+    assert (run.status, run.success_count, run.failure_count) == ("success", FLEET, 0)
+    assert sorted(e.instance_id for e in executions) == sorted(t.instance_id for t in targets)
+    for execution in executions:
+        assert execution.status.value == "success"
+        assert execution.stdout.strip() == execution.instance_id
+        assert execution.instance_id in sent_before[execution.command_id or ""]
+
+    Figures.of(
+        "process killed after sending, run retried",
+        ssm_world,
+        FLEET,
+        wall,
+        [flow_run.id],
+        commands=f"{chunks} sent once, {len(reattached)} re-attached by the retry",
+        first_attempt=f"every command sent and recorded {to_send:.1f} s after the process "
+        "started; then SIGKILL",
+    ).show()
