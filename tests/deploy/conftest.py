@@ -142,6 +142,22 @@ class PrefectStack:
         self.processes.append(process)
         return process
 
+    def start_worker(self, name: str, limit: int) -> subprocess.Popen[bytes]:
+        """A process worker on the ``cloudops`` pool taking at most ``limit`` runs at once."""
+        return self.start(
+            f"worker-{name}",
+            "worker",
+            "start",
+            "--pool",
+            WORK_POOL,
+            "--type",
+            "process",
+            "--name",
+            name,
+            "--limit",
+            str(limit),
+        )
+
     @contextmanager
     def client(self) -> Iterator[SyncPrefectClient]:
         """A client of this server, whatever other server the test session points at."""
@@ -278,20 +294,7 @@ def start_worker(prefect_stack: PrefectStack) -> Iterator[Callable[[str, int], N
     started: list[subprocess.Popen[bytes]] = []
 
     def start(name: str, limit: int) -> None:
-        process = prefect_stack.start(
-            f"worker-{name}",
-            "worker",
-            "start",
-            "--pool",
-            WORK_POOL,
-            "--type",
-            "process",
-            "--name",
-            name,
-            "--limit",
-            str(limit),
-        )
-        started.append(process)
+        started.append(prefect_stack.start_worker(name, limit))
 
     try:
         yield start

@@ -11,20 +11,24 @@ since a flow reports failing servers instead of crashing on them.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
 
+import pytest
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
     DeploymentFilter,
     DeploymentFilterName,
 )
-from prefect.client.schemas.objects import Artifact
+from prefect.client.schemas.objects import Artifact, FlowRun
 
-from tests.deploy.conftest import PrefectStack
+from tests.deploy.conftest import PrefectStack, stop_process_group
 
 RUN_SECONDS = 300
+CHANGE = "CHG0042E2E"
 LOCALHOST = {"instance_id": "localhost", "account_id": "local", "region": "local"}
 
 
@@ -41,78 +45,107 @@ def table_rows(artifact: Artifact) -> list[dict[str, object]]:
     return json.loads(data) if isinstance(data, str) else list(data or [])
 
 
-def test_operator_path_deploys_runs_from_the_cli_and_reads_back_artifacts(
-    prefect_stack: PrefectStack, start_worker, tmp_path: Path
+@dataclass(frozen=True)
+class OperatorRuns:
+    """The two runs an operator triggered from the CLI, once final."""
+
+    run_script: FlowRun
+    prep: FlowRun
+    workdir: Path
+
+
+@pytest.fixture(scope="module")
+def operator_runs(
+    prefect_stack: PrefectStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorRuns]:
+    """A process worker, and ``run-script`` and ``linux-qc-patching-prep`` triggered through
+    ``prefect deployment run`` on the local provider and waited for."""
+    worker = prefect_stack.start_worker("e2e-worker", limit=2)
+    workdir = tmp_path_factory.mktemp("servers-root")
+    try:
+        run_script_id = prefect_stack.trigger(
+            "run-script/on-demand",
+            script_name="linux/host_facts.sh",
+            provider="local",
+            targets=[LOCALHOST],
+        )
+        prep_id = prefect_stack.trigger(
+            "linux-qc-patching-prep/on-demand",
+            change_number=CHANGE,
+            provider="local",
+            instances=[LOCALHOST],
+            workdir=str(workdir),
+            choose_in_ui=False,
+        )
+        yield OperatorRuns(
+            run_script=prefect_stack.wait_for_flow_run(run_script_id, RUN_SECONDS),
+            prep=prefect_stack.wait_for_flow_run(prep_id, RUN_SECONDS),
+            workdir=workdir,
+        )
+    finally:
+        stop_process_group(worker)
+        prefect_stack.processes.remove(worker)
+
+
+def test_runs_triggered_from_the_cli_complete_with_their_parameters(
+    prefect_stack: PrefectStack, operator_runs: OperatorRuns
 ) -> None:
-    start_worker("e2e-worker", 2)
-    workdir = tmp_path / "servers-root"
-    workdir.mkdir()
+    for run in (operator_runs.run_script, operator_runs.prep):
+        assert run.state is not None and run.state.is_completed(), (
+            run.name,
+            run.state,
+            prefect_stack.log_tail(),
+        )
+    # The CLI parameters reached the runs as typed values, with the deployment's defaults.
+    assert operator_runs.run_script.parameters["timeout_seconds"] == 300
+    assert operator_runs.prep.parameters["instances"] == [LOCALHOST]
+    assert operator_runs.prep.parameters["choose_in_ui"] is False
 
-    run_script_id = prefect_stack.trigger(
-        "run-script/on-demand",
-        script_name="linux/host_facts.sh",
-        provider="local",
-        targets=[LOCALHOST],
-    )
-    prep_id = prefect_stack.trigger(
-        "linux-qc-patching-prep/on-demand",
-        change_number="CHG0042E2E",
-        provider="local",
-        instances=[LOCALHOST],
-        workdir=str(workdir),
-        choose_in_ui=False,
-    )
 
-    script_run = prefect_stack.wait_for_flow_run(run_script_id, RUN_SECONDS)
-    prep_run = prefect_stack.wait_for_flow_run(prep_id, RUN_SECONDS)
-    assert script_run.state is not None and script_run.state.is_completed(), (
-        script_run.state,
-        prefect_stack.log_tail(),
-    )
-    assert prep_run.state is not None and prep_run.state.is_completed(), (
-        prep_run.state,
-        prefect_stack.log_tail(),
-    )
-    # The CLI parameters reached the runs as typed values, through the deployment defaults.
-    assert script_run.parameters["timeout_seconds"] == 300
-    assert prep_run.parameters["instances"] == [LOCALHOST]
-
-    # run-script: the per-instance table and the summary, as a person opens them in the UI.
-    script_artifacts = artifacts_of(prefect_stack, run_script_id)
-    rows = table_rows(script_artifacts["run-script-results"])
+def test_run_script_artifacts_read_back_through_the_api(
+    prefect_stack: PrefectStack, operator_runs: OperatorRuns
+) -> None:
+    artifacts = artifacts_of(prefect_stack, operator_runs.run_script.id)
+    rows = table_rows(artifacts["run-script-results"])
     assert [(r["instance"], r["status"]) for r in rows] == [("localhost", "success")]
-    summary = str(script_artifacts["run-script-summary"].data)
+    summary = str(artifacts["run-script-summary"].data)
     assert "linux/host_facts.sh" in summary and "1 succeeded" in summary
 
-    # prep: QC ran on this machine, failed on CrowdStrike, and said so in its tables and reports.
-    prep_artifacts = artifacts_of(prefect_stack, prep_id)
-    assert {
-        "linux-qc-prep-chg0042e2e-qc",
-        "linux-qc-prep-chg0042e2e-qc-results",
-        "linux-qc-prep-chg0042e2e-kernel-groups",
-    } <= set(prep_artifacts)
-    (qc_row,) = table_rows(prep_artifacts["linux-qc-prep-chg0042e2e-qc"])
+
+def test_prep_reports_the_failed_qc_in_artifacts_and_files(
+    prefect_stack: PrefectStack, operator_runs: OperatorRuns
+) -> None:
+    # QC ran on this machine, failed on CrowdStrike, and the run said so instead of crashing.
+    artifacts = artifacts_of(prefect_stack, operator_runs.prep.id)
+    key = f"linux-qc-prep-{CHANGE.lower()}"
+    assert {f"{key}-qc", f"{key}-qc-results", f"{key}-kernel-groups"} <= set(artifacts)
+    (qc_row,) = table_rows(artifacts[f"{key}-qc"])
     assert qc_row["instance"] == "localhost"
     assert qc_row["verdict"] == "failed"
     assert "crowdstrike" in str(qc_row["reasons"]).lower()
-    assert (workdir / "CHG0042E2E" / "qc_report.txt").is_file()
-    reports = sorted((prefect_stack.data_dir / "reports").glob("qc_results_CHG0042E2E_*.md"))
+    assert (operator_runs.workdir / CHANGE / "qc_report.txt").is_file()
+    reports = sorted((prefect_stack.data_dir / "reports").glob(f"qc_results_{CHANGE}_*.md"))
     assert reports, "the prep run wrote no qc_results report on the worker"
 
-    # The QC failure reached the event feed, for automations to act on.
-    (event,) = prefect_stack.events("cloudops.qc.failed", "cloudops.change.CHG0042E2E")
-    assert event.payload["change_number"] == "CHG0042E2E"
-    assert event.payload["counts"].get("failed") == 1
-    assert f"prefect.flow-run.{prep_id}" in {r.id for r in event.related}
 
-    # The daily credential check is scheduled (UTC cron), and every flow is deployed.
+def test_the_qc_failure_reaches_the_event_feed(
+    prefect_stack: PrefectStack, operator_runs: OperatorRuns
+) -> None:
+    (event,) = prefect_stack.events("cloudops.qc.failed", f"cloudops.change.{CHANGE}")
+    assert event.payload["change_number"] == CHANGE
+    assert event.payload["counts"].get("failed") == 1
+    assert f"prefect.flow-run.{operator_runs.prep.id}" in {r.id for r in event.related}
+
+
+def test_every_flow_is_deployed_and_credentials_are_checked_daily(
+    prefect_stack: PrefectStack,
+) -> None:
     with prefect_stack.client() as client:
-        deployments = client.read_deployments(
+        (daily,) = client.read_deployments(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["daily"]))
         )
-        (daily,) = deployments
-        assert daily.schedules and daily.schedules[0].schedule.cron == "0 6 * * *"
         deployed = {d.entrypoint for d in client.read_deployments()}
+    assert daily.schedules and daily.schedules[0].schedule.cron == "0 6 * * *"
     assert {
         "flows.auth:validate_credentials",
         "flows.run_script:run_script",
