@@ -1,6 +1,6 @@
-"""Fixtures of the reliability tests: the SSM emulator, a fast-polling ``aws-provider`` block,
-and a store database of each kind (a SQLite file; a fresh database on the PostgreSQL server of
-``.ci/postgres.sh``)."""
+"""Fixtures of the reliability tests: the SSM emulator, fast-polling ``aws-provider`` blocks
+(in this process, and over HTTP for flow runs in other processes), and a store database of each
+kind (a SQLite file; a fresh database on the PostgreSQL server of ``.ci/postgres.sh``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from blocks import AwsProviderBlock
+from tests.reliability.fleet import CALLER_ACCOUNT
+from tests.ssm_emulator.http_bridge import serve_world
 from tests.ssm_emulator.plugin import ssm_world  # noqa: F401 (fixture)
 from tests.ssm_emulator.world import SsmWorld
 from tests.store.conftest import fresh_postgres_database, postgres_server_url
 
 FAST_BLOCK = "reliability"
+BRIDGED_BLOCK = "reliability-bridged"
 
 
 @pytest.fixture
@@ -25,6 +28,23 @@ def fast_aws(ssm_world: SsmWorld) -> Iterator[str]:  # noqa: F811 (the fixture a
     )
     yield f"aws-provider/{FAST_BLOCK}"
     AwsProviderBlock.delete(FAST_BLOCK)
+
+
+@pytest.fixture
+def bridged_aws(ssm_world: SsmWorld) -> Iterator[str]:  # noqa: F811 (the fixture above)
+    """An aws-provider block for flow runs in other processes: its endpoint is the emulator
+    served over HTTP, its keys those of an IAM user of the caller account. Yields its slug."""
+    keys = ssm_world.credentials(CALLER_ACCOUNT)
+    with serve_world(ssm_world) as endpoint:
+        AwsProviderBlock(
+            access_key_id=keys.access_key_id,
+            secret_access_key=keys.secret_access_key,
+            endpoint_url=endpoint,
+            poll_initial_seconds=0.2,
+            poll_max_seconds=0.5,
+        ).save(BRIDGED_BLOCK, overwrite=True)
+        yield f"aws-provider/{BRIDGED_BLOCK}"
+    AwsProviderBlock.delete(BRIDGED_BLOCK)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from uuid import UUID
@@ -23,32 +22,27 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.settings import PREFECT_API_URL
 from prefect.states import Crashed, StateType
 from sqlalchemy import text
 
-from blocks import AwsProviderBlock
-from flows.run_script import run_script
 from flows.store import Store
 from tests.reliability.figures import Figures
-from tests.reliability.fleet import (
-    CALLER_ACCOUNT,
-    PRINT_OWN_ID,
-    build_fleet,
-    chunks_for,
-    times_run,
+from tests.reliability.fleet import PRINT_OWN_ID, build_fleet, chunks_for, times_run
+from tests.reliability.flow_processes import (
+    PREFECT_CLI,
+    REPO_ROOT,
+    RUN_SCRIPT_ENTRYPOINT,
+    create_run_script_run,
+    start_flow_run,
+    tail,
+    worker_environment,
 )
 from tests.ssm_emulator import SsmWorld
-from tests.ssm_emulator.http_bridge import serve_world
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = "flows/run_script.py:run_script"
-PREFECT = Path(sys.executable).with_name("prefect")
 CHANGE = "CHG-RESUME-1"
 FLEET = 120
-BLOCK = "bridged"
 SEND_WAIT_SECONDS = 90
 RESUME_SECONDS = 120
 
@@ -67,17 +61,13 @@ def _wait_for_every_send(
     started = time.monotonic()
     while True:
         if process.poll() is not None:
-            pytest.fail(f"the flow process ended on its own ({process.returncode}):\n" + _tail(log))
-        accepted = sum(1 for c in world.commands)
+            pytest.fail(f"the flow process ended on its own ({process.returncode}):\n" + tail(log))
+        accepted = len(world.commands)
         if accepted >= chunks and _sent_commands_recorded(run_key) >= chunks:
             return time.monotonic() - started
         if time.monotonic() - started > SEND_WAIT_SECONDS:
-            pytest.fail(f"only {accepted} of {chunks} commands sent in time:\n" + _tail(log))
+            pytest.fail(f"only {accepted} of {chunks} commands sent in time:\n" + tail(log))
         time.sleep(0.05)
-
-
-def _tail(log: Path, lines: int = 60) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _logs_of(flow_run_id: UUID) -> list[str]:
@@ -89,84 +79,65 @@ def _logs_of(flow_run_id: UUID) -> list[str]:
 
 
 def test_a_killed_run_retried_re_attaches_and_sends_nothing_twice(
-    ssm_world: SsmWorld, tmp_path: Path
+    ssm_world: SsmWorld, bridged_aws: str, tmp_path: Path
 ):
     targets = build_fleet(ssm_world, FLEET)
     chunks = chunks_for(targets)
     # Agents pick commands up 3 s after they are sent: the process dies before any result.
     ssm_world.command_delay(pending=3.0)
-    keys = ssm_world.credentials(CALLER_ACCOUNT)
-    api_url = PREFECT_API_URL.value()
-    env = {**os.environ, "PREFECT_API_URL": api_url}
+    flow_run = create_run_script_run(
+        {
+            "script": PRINT_OWN_ID,
+            "targets": [t.model_dump(mode="json") for t in targets],
+            "change_number": CHANGE,
+            "provider": bridged_aws,
+            "timeout_seconds": 60,
+        }
+    )
+    run_key = str(flow_run.id)
 
-    with serve_world(ssm_world) as endpoint:
-        AwsProviderBlock(
-            access_key_id=keys.access_key_id,
-            secret_access_key=keys.secret_access_key,
-            endpoint_url=endpoint,
-            poll_initial_seconds=0.2,
-            poll_max_seconds=0.5,
-        ).save(BLOCK, overwrite=True)
-        with get_client(sync_client=True) as client:
-            flow_run = client.create_flow_run(
-                run_script,
-                parameters={
-                    "script": PRINT_OWN_ID,
-                    "targets": [t.model_dump(mode="json") for t in targets],
-                    "change_number": CHANGE,
-                    "provider": f"aws-provider/{BLOCK}",
-                    "timeout_seconds": 60,
-                },
-            )
-        run_key = str(flow_run.id)
+    # 1. The worker's way of running it, killed once everything is sent and recorded.
+    first_log = tmp_path / "first-attempt.log"
+    started = time.monotonic()
+    process = start_flow_run(flow_run.id, first_log)
+    try:
+        to_send = _wait_for_every_send(ssm_world, process, run_key, chunks, first_log)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
 
-        # 1. The worker's way of running it, killed once everything is sent and recorded.
-        first_log = tmp_path / "first-attempt.log"
-        started = time.monotonic()
-        with first_log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "prefect.engine"],
-                cwd=REPO_ROOT,
-                env={
-                    **env,
-                    "PREFECT__FLOW_RUN_ID": run_key,
-                    "PREFECT__FLOW_ENTRYPOINT": ENTRYPOINT,
-                },
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            to_send = _wait_for_every_send(ssm_world, process, run_key, chunks, first_log)
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL
+    with get_client(sync_client=True) as client:
+        killed = client.read_flow_run(flow_run.id)
+    assert killed.state is not None and killed.state.type is StateType.RUNNING
+    with Store.default() as store:
+        [run] = store.runs_for_change(CHANGE)
+        assert run.status == "running" and store.executions(run.id) == []
+    sent_before = {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands}
+    assert len(sent_before) == chunks
 
-        with get_client(sync_client=True) as client:
-            killed = client.read_flow_run(flow_run.id)
-        assert killed.state is not None and killed.state.type is StateType.RUNNING
-        with Store.default() as store:
-            [run] = store.runs_for_change(CHANGE)
-            assert run.status == "running" and store.executions(run.id) == []
-        sent_before = {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands}
-        assert len(sent_before) == chunks
-
-        # 2. What its worker reports for a process that died, then the operator's retry.
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(flow_run.id, Crashed(message="worker process killed"))
-        retry = subprocess.run(
-            [str(PREFECT), "--no-prompt", "flow-run", "retry", run_key, "--entrypoint", ENTRYPOINT],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=RESUME_SECONDS,
-            check=False,
-        )
-        wall = time.monotonic() - started
-        assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
+    # 2. What its worker reports for a process that died, then the operator's retry.
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Crashed(message="worker process killed"))
+    retry = subprocess.run(
+        [
+            str(PREFECT_CLI),
+            "--no-prompt",
+            "flow-run",
+            "retry",
+            run_key,
+            "--entrypoint",
+            RUN_SCRIPT_ENTRYPOINT,
+        ],
+        cwd=REPO_ROOT,
+        env=worker_environment(),
+        capture_output=True,
+        text=True,
+        timeout=RESUME_SECONDS,
+        check=False,
+    )
+    wall = time.monotonic() - started
+    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
 
     # Nothing was sent twice, and each instance ran the script once.
     assert {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands} == sent_before
