@@ -38,6 +38,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 
 from blocks import ProviderBlock, load_provider
+from flows.events import FailureKind, emit_failure_event
 from flows.execution import group_targets, prepare_group, run_on_targets
 from flows.kernels import KernelGroup, group_kernels
 from flows.parsers import QcReport
@@ -537,6 +538,11 @@ def linux_qc_patching_prep(
         run.progress.step_done()
     result = write_reports(run, result)
     run.progress.step_done()
+    counts = result.verdict_counts()
+    if any(counts.get(verdict, 0) for verdict in ("failed", "qc_error", "unreachable")):
+        # An operator hangs an automation (page, ticket) on this, not on the flow's state:
+        # a QC that finds problems is a run that did its job.
+        emit_failure_event(FailureKind.QC, change, counts)
     logger.info(
         "change %s: %s; %d kernel group(s), %d instance(s) staged; report %s",
         change,

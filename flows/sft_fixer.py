@@ -46,6 +46,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from blocks import load_provider
+from flows.events import FailureKind, emit_failure_event
 from flows.execution import group_targets, run_on_targets
 from flows.parsers import (
     SftActionResult,
@@ -679,6 +680,11 @@ def sft_fixer(
     publish_markdown(
         artifact_key(WORKFLOW, "summary"), summary, f"sft-fixer {action.value}: summary"
     )
+    if result.count(SftVerdict.FAILED):
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.verdict.value] = counts.get(outcome.verdict.value, 0) + 1
+        emit_failure_event(FailureKind.SFT, change, counts)
     logger.info(
         "sft-fixer %s: %s; report written to %s",
         action.value,

@@ -29,6 +29,8 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.worker import EventsWorker
 from prefect.exceptions import ParameterTypeError
 from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
@@ -305,7 +307,10 @@ def test_without_a_token_nothing_is_sent(
 
 
 def test_the_token_from_the_environment_is_used_when_no_block_is_saved(
-    ssm_world: SsmWorld, provider_slug: str, monkeypatch: pytest.MonkeyPatch
+    ssm_world: SsmWorld,
+    provider_slug: str,
+    monkeypatch: pytest.MonkeyPatch,
+    asserting_events_worker: EventsWorker,
 ) -> None:
     monkeypatch.setenv("SFT_ENROLLMENT_TOKEN", f"  {TOKEN}\n")
     never_enrolls = host(ssm_world, "stopped", FAKE_SFTD_ENROLLS="0")
@@ -335,6 +340,12 @@ def test_the_token_from_the_environment_is_used_when_no_block_is_saved(
         "sft_detect",
         "sft_detect",
     ]
+    # The failure is announced for automations, with counts and no token.
+    asserting_events_worker.wait_until_empty()
+    events = [e for e in AssertingEventsClient.last.events if e.event == "cloudops.sft.failed"]
+    [event] = events
+    assert event.payload["counts"] == {"failed": 1}
+    assert TOKEN not in event.model_dump_json()
 
 
 def test_the_token_appears_nowhere_after_a_run(
