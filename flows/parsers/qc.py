@@ -41,7 +41,9 @@ NO_KERNEL_UPDATES = "NO KERNEL UPDATES AVAILABLE"
 # CSI sequences (colours, cursor moves) and the two-byte escapes some terminals tools emit.
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_HEADER = re.compile(r"^=+\s*QC report for\s*(?P<host>.*?)\s*=+$", re.IGNORECASE)
+# Greedy up to the last "=" and nothing lazy: a padded header line without its closing rule
+# must fail in linear time (a lazy host between two \s* backtracked cubically).
+_HEADER = re.compile(r"^=+\s*QC report for(?P<rest>.*=)\s*$", re.IGNORECASE)
 _FACT_LINE = re.compile(r"^\((?P<label>[^()]+)\)\s*:\s*(?P<value>.*)$")
 _FACT_KEY = re.compile(r"^(?P<key>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 
@@ -250,7 +252,7 @@ def parse_qc_report(text: str, require_crowdstrike: bool = True) -> QcReport:
     lines = [line.strip() for line in clean_output(text).split("\n")]
     facts = _read_facts(lines)
     header, body = _report_lines(lines)
-    hostname = (header.group("host") or None) if header else None
+    hostname = (header.group("rest").rstrip("=").strip() or None) if header else None
 
     values: dict[str, str] = {}
     kernel_lines: list[str] = []
