@@ -3,8 +3,8 @@
 It runs ``linux-qc-patching-prep`` on the ``local`` provider (the embedded default that runs
 scripts on the Prefect worker's own host) with the production rules, CrowdStrike required
 included, so a workstation without CrowdStrike fails QC: that is a finding, not an error of the
-run. The change folder goes to ``/root`` as on a server when run as root, else under the data
-directory. It prints each instance's verdict and where the reports are.
+run. The change folder goes under the data directory (not ``/root`` as on a server), so that
+a demo leaves nothing outside it. It prints each instance's verdict and where the reports are.
 
 Exit status: 0 when the flow ran to its reports (whatever the verdicts), 1 when it could not.
 """
@@ -22,13 +22,24 @@ from providers.local import LocalProvider
 
 
 def demo_workdir() -> str:
-    """``/root`` for root, as on a real server; a directory the user can write otherwise."""
-    if os.geteuid() == 0:
-        return "/root"
+    """A directory in the data directory, writable by whoever runs the demo."""
     return str(get_settings().ensure_data_dir() / "demo-workdir")
 
 
+def quiet_temporary_server() -> None:
+    """Keep a first run's output to the flow's own logs.
+
+    Without a Prefect server configured, Prefect starts a temporary one on SQLite whose
+    background services print harmless "database is locked" tracebacks (Prefect issue 18934)
+    and a telemetry error on a machine without internet. The server process inherits these.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def main() -> int:
+    quiet_temporary_server()
     workdir = demo_workdir()
     problem = check_workdir(workdir)
     if problem:
