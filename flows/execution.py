@@ -127,7 +127,17 @@ def send_chunk(
         )
         return already
     ref = provider.send(chunk, request)
-    store.record_command(run_key, ref)
+    try:
+        store.record_command(run_key, ref)
+    except Exception as exc:
+        # The command is out and running: failing this task would report its instances as
+        # never sent (and a retry would send again). Go on collecting; only a crash before
+        # the run ends could now send this chunk a second time.
+        logger.error(
+            "command %s was sent but could not be recorded for re-attaching: %s",
+            ref.command_id,
+            exc,
+        )
     logger.info(
         "sent command %s to %d instance(s) in %s/%s",
         ref.command_id,

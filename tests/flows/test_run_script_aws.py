@@ -124,3 +124,29 @@ def test_a_retried_flow_run_re_attaches_to_the_command_it_sent(
     assert batch.success_count == 4
     assert ssm_world.calls[("ssm", "SendCommand")] == 1
     assert set(ssm_world.send_commands_per_instance.values()) == {1}
+
+
+class _StoreThatCannotRecordCommands(Store):
+    def record_command(self, run_key, ref):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+
+def test_a_command_sent_but_not_recorded_is_still_collected_not_reported_unsent(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    targets = _fleet(ssm_world)[:3]
+
+    @flow
+    def store_fails_after_send():
+        return run_on_targets(
+            load_provider(fast_aws),
+            targets,
+            ScriptRequest(script=PRINT_OWN_ID),
+            store=_StoreThatCannotRecordCommands(),
+        )
+
+    batch = store_fails_after_send()
+
+    assert batch.success_count == 3
+    assert all(r.stdout.strip() == r.instance_id for r in batch.results)
+    assert ssm_world.calls[("ssm", "SendCommand")] == 1
