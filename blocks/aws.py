@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from blocks.base import ProviderBlock
 from blocks.registry import register_provider
 from providers.aws.config import AwsProviderConfig
+from providers.aws.credentials import sanitize_session_name
 from providers.base import PollSchedule
 from providers.partitions import Environment, environment_of_region, is_known_region
 
@@ -197,6 +198,7 @@ class AwsProviderBlock(ProviderBlock):
             ),
             endpoint_url=self.endpoint_url or None,
             max_concurrent_groups=self.max_concurrent_groups,
+            session_name=assume_role_session_name(),
         )
 
     def build_provider(self) -> AwsProvider:
@@ -207,12 +209,21 @@ class AwsProviderBlock(ProviderBlock):
         return AwsProvider(self.to_config())
 
 
+def assume_role_session_name() -> str:
+    """The AssumeRole session name: the flow run's, so CloudTrail in a member account says
+    which run did what (``cloudops-flows`` outside a flow run)."""
+    from prefect.runtime import flow_run
+
+    name = flow_run.name
+    return sanitize_session_name(f"cloudops-{name}") if name else "cloudops-flows"
+
+
 def aws_provider_from_environment() -> AwsProvider:
     """The AWS provider without a block: credentials from the legacy ``AWS_*_COM``/``_GOV``
     variables, else boto3's default chain, in the default (``com``) environment."""
     from providers.aws.provider import AwsProvider
 
-    return AwsProvider(AwsProviderConfig())
+    return AwsProvider(AwsProviderConfig(session_name=assume_role_session_name()))
 
 
 register_provider(

@@ -4,6 +4,7 @@ retries that never send a command twice."""
 from __future__ import annotations
 
 import pytest
+from moto.sts.models import sts_backends
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -75,6 +76,11 @@ def test_task_runs_grow_with_chunks_and_each_instance_prints_its_own_id(
         "send": 3,
         "collect": 3,
     }
+    # The role session in the other account names the flow run, for its CloudTrail.
+    with get_client(sync_client=True) as client:
+        run_name = client.read_flow_run(state.state_details.flow_run_id).name
+    sessions = {r.session_name for r in sts_backends[OTHER_ACCOUNT]["aws"].assumed_roles}
+    assert sessions == {f"cloudops-{run_name}"}
 
 
 def test_a_failed_poll_task_is_retried_without_sending_again(
