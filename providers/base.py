@@ -362,6 +362,11 @@ class Provider(ABC):
 
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
+        # A command just sent is never done: the first look waits one interval after the send
+        # (a re-attached, older command is looked at straight away).
+        since_sent = (datetime.now(UTC) - ref.sent_at).total_seconds()
+        if (first_wait := next(delays) - since_sent) > 0:
+            sleep(first_wait)
         while True:
             progress = self.poll(ref, finished.keys())
             for result in progress.results:
