@@ -28,8 +28,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import get_run_context
 from prefect.states import State
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from flows.settings import get_settings
 from flows.store import Store
 from providers.aws.errors import is_transient
 from providers.base import (
@@ -197,10 +199,31 @@ def run_on_targets(
 ) -> BatchResult:
     """Run ``request`` on every target through ``provider``; every target gets one result.
 
-    Call from inside a flow. Groups, chunks and commands run concurrently on the flow's task
-    runner, whose worker count bounds the concurrency.
+    Call from inside a flow. Groups, chunks and commands run concurrently, at most
+    ``concurrency_limit(provider)`` task runs at a time.
     """
-    run_key = run_key or current_run_key()
+    with ThreadPoolTaskRunner(max_workers=concurrency_limit(provider)) as runner:
+        return _run_on_targets(
+            runner, provider, targets, request, store, progress_key, run_key or current_run_key()
+        )
+
+
+def concurrency_limit(provider: Provider) -> int:
+    """The provider block's ``max_concurrent_groups`` when it has one, else the
+    ``CLOUDOPS_MAX_CONCURRENT_GROUPS`` setting."""
+    config = getattr(provider, "config", None)
+    return getattr(config, "max_concurrent_groups", None) or get_settings().max_concurrent_groups
+
+
+def _run_on_targets(
+    runner: ThreadPoolTaskRunner,
+    provider: Provider,
+    targets: Sequence[Target],
+    request: ScriptRequest,
+    store: Store,
+    progress_key: str | None,
+    run_key: str,
+) -> BatchResult:
     logger = get_run_logger()
     progress = RunProgress(
         total=len(targets),
@@ -211,7 +234,15 @@ def run_on_targets(
     results: list[ScriptResult] = []
 
     plans = {
-        key: prepare_group.submit(provider, group, request, group_name=f"{key[0]}-{key[1]}")
+        key: runner.submit(
+            prepare_group,
+            {
+                "provider": provider,
+                "targets": group,
+                "request": request,
+                "group_name": f"{key[0]}-{key[1]}",
+            },
+        )
         for key, group in groups.items()
     }
     sends: list[tuple[Chunk, Any]] = []
@@ -229,7 +260,14 @@ def run_on_targets(
         results.extend(plan.results)
         progress.add(plan.results)
         for chunk in plan.chunks:
-            sends.append((chunk, send_chunk.submit(provider, chunk, request, run_key, store)))
+            parameters = {
+                "provider": provider,
+                "chunk": chunk,
+                "request": request,
+                "run_key": run_key,
+                "store": store,
+            }
+            sends.append((chunk, runner.submit(send_chunk, parameters)))
 
     collects: list[tuple[Chunk, Any]] = []
     for chunk, future in sends:
@@ -241,7 +279,8 @@ def run_on_targets(
             results.extend(failed)
             progress.add(failed)
             continue
-        collects.append((chunk, collect_command.submit(provider, ref, progress.on_poll)))
+        parameters = {"provider": provider, "ref": ref, "on_poll": progress.on_poll}
+        collects.append((chunk, runner.submit(collect_command, parameters)))
 
     for chunk, future in collects:
         try:

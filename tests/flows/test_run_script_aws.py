@@ -3,6 +3,8 @@ retries that never send a command twice."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from moto.sts.models import sts_backends
 from prefect import flow
@@ -156,3 +158,32 @@ def test_a_command_sent_but_not_recorded_is_still_collected_not_reported_unsent(
     assert batch.success_count == 3
     assert all(r.stdout.strip() == r.instance_id for r in batch.results)
     assert ssm_world.calls[("ssm", "SendCommand")] == 1
+
+
+def test_the_block_bounds_how_many_task_runs_work_at_once(ssm_world: SsmWorld) -> None:
+    AwsProviderBlock(poll_initial_seconds=0.1, poll_max_seconds=0.3, max_concurrent_groups=1).save(
+        "one-at-a-time", overwrite=True
+    )
+    targets = _fleet(ssm_world)
+
+    try:
+        state = run_script(
+            script=PRINT_OWN_ID,
+            targets=targets,
+            provider="aws-provider/one-at-a-time",
+            return_state=True,
+        )
+    finally:
+        AwsProviderBlock.delete("one-at-a-time")
+
+    assert state.result().batch.success_count == 60
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    spans = sorted((r.start_time, r.end_time) for r in runs)
+    assert len(spans) == 8
+    # With one worker, each task run ends before the next one starts.
+    assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
