@@ -273,3 +273,37 @@ def merge_batches(
         else:
             results.extend(batch_of(outcome.result).results)
     return BatchResult.from_results(results)
+
+
+ItemT = TypeVar("ItemT")
+
+
+def merge_parts(
+    outcomes: Sequence[PartOutcome[ResultT]],
+    items_of: Callable[[ResultT], Sequence[ItemT]],
+    unrun_item: Callable[[Target, ScriptResult], ItemT],
+) -> list[ItemT]:
+    """Every part's per-instance items in one list: each child's own, and for the targets of a
+    child that gave no result, ``unrun_item(target, error result saying which child)``.
+
+    The QC flows merge their per-instance verdicts with it, as :func:`merge_batches` merges
+    plain script results."""
+    items: list[ItemT] = []
+    for outcome in outcomes:
+        if outcome.result is not None:
+            items.extend(items_of(outcome.result))
+            continue
+        for target, result in zip(outcome.part.targets, outcome.unrun_results(), strict=True):
+            items.append(unrun_item(target, result))
+    return items
+
+
+def fans_out(fan_out_per_account: bool, targets: Sequence[Target]) -> bool:
+    """Whether this run should start child runs: asked to, more than one account, and not a
+    child itself (a child runs its part, whatever it was given)."""
+    if not fan_out_per_account or is_fan_out_child():
+        return False
+    if len({t.account_id for t in targets}) > 1:
+        return True
+    get_run_logger().info("one account only: running here instead of fanning out")
+    return False

@@ -19,6 +19,10 @@ The runbook, in the order this file follows:
    ``qc_post_report_<change>_<UTC timestamp>.md``, the run in the store (one execution per
    instance, its parsed ``PostReport`` with it), and a ``cloudops.post.failed`` event when an
    instance did not pass.
+
+With ``fan_out_per_account`` steps 3 to 6 are instead one child run of this deployment per
+account (see ``flows.fanout``), which the workers of the pool share; this run merges their
+verdicts and reports on the whole change.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from blocks import ProviderBlock, load_provider
 from flows.changes import validate_change_number
 from flows.events import FailureKind, emit_failure_event
 from flows.execution import group_targets, prepare_group, run_on_targets
+from flows.fanout import fans_out, is_fan_out_child, merge_parts, run_per_account, split_by_account
 from flows.kernels import validate_kernel_version
 from flows.parsers import KernelTargetSource, PostReport, parse_post_report
 from flows.parsers.qc import clean_output
@@ -54,7 +59,7 @@ from flows.post_report import (
 from flows.prep_parameters import check_workdir
 from flows.remote_scripts import load_script, render_script
 from flows.reporting import artifact_key, first_line, publish_markdown, utc_stamp, write_report
-from flows.run_script import select_targets
+from flows.run_script import FAN_OUT_QUEUE_SECONDS, select_targets
 from flows.settings import get_settings
 from flows.store import Store
 from providers.base import Platform, Provider, ResultStatus, ScriptRequest, ScriptResult, Target
@@ -319,6 +324,38 @@ def run_outcome(instances: Sequence[InstancePost]) -> tuple[str, int, int]:
     return ("partial" if passed else "failed"), passed, failed
 
 
+def post_fanned_out(
+    targets: Sequence[Target],
+    planned: dict[str, tuple[str | None, KernelTargetSource]],
+    prep_records: dict[str, PrepRecord],
+    params: PostParameters,
+    parent_parameters: dict[str, object],
+) -> tuple[list[InstancePost], list[str]]:
+    """Steps 3 to 6 as one child run of this deployment per account: the children's verdicts
+    merged (a child without a result gives its instances a check error naming it), and the
+    children's run names."""
+    outcomes = run_per_account(
+        split_by_account(targets),
+        parameters=parent_parameters,
+        result_type=PostResult,
+        targets_parameter="instances",
+        # Each child may wait in the pool for a free worker before its own limits start.
+        timeout_seconds=params.timeout_seconds + FAN_OUT_QUEUE_SECONDS,
+    )
+    judged = merge_parts(
+        outcomes,
+        lambda child: child.instances,
+        lambda target, error: judge_post(
+            target,
+            error,
+            prep_records.get(target.instance_id),
+            planned[target.instance_id],
+            params.change_number,
+        ),
+    )
+    return judged, [o.flow_run_name for o in outcomes]
+
+
 # --- 7. Report -----------------------------------------------------------------------------------
 
 
@@ -350,7 +387,8 @@ def publish_post_artifacts(result: PostResult, summary: str) -> None:
 # --- The flow ------------------------------------------------------------------------------------
 
 
-@flow(name=WORKFLOW, log_prints=False)
+# persist_result: a fanned-out parent reads its children's results back from result storage.
+@flow(name=WORKFLOW, log_prints=False, persist_result=True)
 def linux_qc_patching_post(
     change_number: str,
     change_csv: str | None = None,
@@ -359,6 +397,7 @@ def linux_qc_patching_post(
     target_kernel: str | None = None,
     workdir: str = "/root",
     timeout_seconds: int = 900,
+    fan_out_per_account: bool = False,
 ) -> PostResult:
     """Verify a change's Linux servers after patching, against the prep run of the same change.
 
@@ -373,6 +412,9 @@ def linux_qc_patching_post(
             names one.
         workdir: absolute directory on the servers that holds the change folder.
         timeout_seconds: the post check's limit on each server.
+        fan_out_per_account: check each account's instances in a child run of this
+            deployment, so that the workers of its pool share a large change (needs a
+            deployment); this run merges their verdicts into one report and one event.
     """
     logger = get_run_logger()
     # 1. Parameters
@@ -416,27 +458,45 @@ def linux_qc_patching_post(
         change_number=change,
     )
 
-    # 3. Connectivity check
-    probe = post_request(params, post_script(params, None, KernelTargetSource.NONE), run_name)
-    reachable, not_sent = check_connectivity(chosen, targets, probe)
-
-    # 4. Post validation
-    checked = run_post_checks(chosen, store, params, reachable, planned, run_name)
-
-    # 5 and 6. Compare with prep, verdict
-    results = {r.instance_id: r for r in [*not_sent, *checked]}
-    judged = [
-        judge_post(
-            target,
-            results[target.instance_id],
-            prep_records.get(target.instance_id),
-            planned[target.instance_id],
-            change,
+    children: list[str] = []
+    if fans_out(fan_out_per_account, targets):
+        logger.info("fanning out over %d accounts", len({t.account_id for t in targets}))
+        judged, children = post_fanned_out(
+            targets,
+            planned,
+            prep_records,
+            params,
+            {
+                "change_number": change,
+                "provider": provider,
+                "target_kernel": params.target_kernel,
+                "workdir": params.workdir,
+                "timeout_seconds": params.timeout_seconds,
+            },
         )
-        for target in targets
-    ]
-    parsed = {i.instance_id: i.report.model_dump(mode="json") for i in judged if i.report}
-    store.record_results(run_id, list(results.values()), parsed=parsed)
+        # Each child recorded its own executions; this run records the merged counts only.
+    else:
+        # 3. Connectivity check
+        probe = post_request(params, post_script(params, None, KernelTargetSource.NONE), run_name)
+        reachable, not_sent = check_connectivity(chosen, targets, probe)
+
+        # 4. Post validation
+        checked = run_post_checks(chosen, store, params, reachable, planned, run_name)
+
+        # 5 and 6. Compare with prep, verdict
+        results = {r.instance_id: r for r in [*not_sent, *checked]}
+        judged = [
+            judge_post(
+                target,
+                results[target.instance_id],
+                prep_records.get(target.instance_id),
+                planned[target.instance_id],
+                change,
+            )
+            for target in targets
+        ]
+        parsed = {i.instance_id: i.report.model_dump(mode="json") for i in judged if i.report}
+        store.record_results(run_id, list(results.values()), parsed=parsed)
     status, passed, failed = run_outcome(judged)
     store.finish_run(run_id, status=status, success_count=passed, failure_count=failed)
 
@@ -450,12 +510,15 @@ def linux_qc_patching_post(
         instances=judged,
     )
     summary = post_report_markdown(result)
+    if children:
+        summary += f"\n\nFanned out per account to the flow runs {', '.join(children)}.\n"
     report = write_report(
         Path(get_settings().reports_dir), f"qc_post_report_{change}_{utc_stamp()}.md", summary
     )
     result = result.model_copy(update={"report_path": str(report)})
     publish_post_artifacts(result, summary)
-    if failed:
+    # A fan-out child's failures reach operators once, in its parent's merged event.
+    if failed and not is_fan_out_child():
         # Operators hang paging or ticketing automations on this event.
         emit_failure_event(FailureKind.POST, change, result.verdict_counts())
     logger.info(

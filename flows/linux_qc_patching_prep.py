@@ -19,6 +19,11 @@ The runbook, in the order this file follows:
 Each step that touches servers is recorded in the store under this workflow's name and the
 step's name (``initial_qc``, ``stage_kernels``, ``final_report``), one execution per instance
 with what was parsed from it; the post-patching flow reads them back.
+
+With ``fan_out_per_account`` step 3 is instead one child run of this deployment per account
+(see ``flows.fanout``), each doing only ``initial_qc`` on its account's instances, which the
+workers of the pool share; this run takes their verdicts and does steps 4 to 6 itself, since
+kernel groups and staging span accounts.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from prefect.runtime import flow_run
 from blocks import ProviderBlock, load_provider
 from flows.events import FailureKind, emit_failure_event
 from flows.execution import group_targets, prepare_group, run_on_targets
+from flows.fanout import fans_out, is_fan_out_child, merge_parts, run_per_account, split_by_account
 from flows.kernels import KernelGroup, group_kernels
 from flows.parsers import QcReport
 from flows.prep_kernel_choice import (
@@ -73,7 +79,7 @@ from flows.prep_staging import (
     stage_script,
 )
 from flows.reporting import artifact_key, publish_markdown, utc_stamp, write_report
-from flows.run_script import select_targets
+from flows.run_script import FAN_OUT_QUEUE_SECONDS, select_targets
 from flows.settings import get_settings
 from flows.store import Store
 from providers.base import (
@@ -238,6 +244,43 @@ def run_initial_qc(
     return verdicts
 
 
+def qc_fanned_out(
+    run: PrepRun, targets: Sequence[Target], parent_parameters: dict[str, Any]
+) -> tuple[dict[str, InstanceQc], list[str]]:
+    """The initial QC as one child run of this deployment per account, each with the step
+    ``initial_qc`` only (and recording it in the store like any QC run): their verdicts, a
+    child without a result giving its instances a QC error naming it, and their run names."""
+    outcomes = run_per_account(
+        split_by_account(targets),
+        parameters={
+            **parent_parameters,
+            "steps": [PrepStep.INITIAL_QC.value],
+            # Nothing to choose in a QC-only child; the parent asks once, for every group.
+            "choose_in_ui": False,
+            "kernel_choices": None,
+        },
+        result_type=PrepResult,
+        targets_parameter="instances",
+        # Each child may wait in the pool for a free worker before its own limits start.
+        timeout_seconds=run.params.qc_timeout_seconds + FAN_OUT_QUEUE_SECONDS,
+        run_key=PrepStep.INITIAL_QC.value,
+    )
+    verdicts = merge_parts(
+        outcomes,
+        lambda child: child.instances,
+        lambda target, error: InstanceQc(
+            instance_id=target.instance_id,
+            account_id=target.account_id,
+            region=target.region,
+            name=target.name,
+            verdict=QcVerdict.QC_ERROR,
+            status=error.status,
+            reasons=[error.error or "its fan-out child run gave no result"],
+        ),
+    )
+    return {v.instance_id: v for v in verdicts}, [o.flow_run_name for o in outcomes]
+
+
 def qc_from_store(run: PrepRun, reachable: Sequence[Target]) -> dict[str, InstanceQc]:
     """The QC of an earlier run of this change, judged again with today's CrowdStrike rule."""
     recorded = run.store.latest_executions(run.change, WORKFLOW, PrepStep.INITIAL_QC.value)
@@ -394,7 +437,8 @@ def write_reports(run: PrepRun, result: PrepResult) -> PrepResult:
 # --- The flow ------------------------------------------------------------------------------------
 
 
-@flow(name=WORKFLOW, log_prints=False)
+# persist_result: a fanned-out parent reads its children's results back from result storage.
+@flow(name=WORKFLOW, log_prints=False, persist_result=True)
 def linux_qc_patching_prep(
     change_number: str | None = None,
     change_csv: str | None = None,
@@ -412,6 +456,7 @@ def linux_qc_patching_prep(
     patcher_sha256: str | None = None,
     qc_timeout_seconds: int = 1800,
     choice_timeout_seconds: int = 3600,
+    fan_out_per_account: bool = False,
 ) -> PrepResult:
     """QC a change's Linux servers, group them by kernel, stage the chosen kernel, report.
 
@@ -438,6 +483,11 @@ def linux_qc_patching_prep(
         patcher_sha256: the patcher's expected sha256; a mismatch refuses to run it.
         qc_timeout_seconds: the QC script's limit on each server.
         choice_timeout_seconds: how long the run waits for a choice in the UI.
+        fan_out_per_account: run the initial QC of each account as a child run of this
+            deployment (steps ``initial_qc`` only), so that the workers of its pool share a
+            large change; this run then groups, stages and reports on the whole change. Needs
+            a deployment, and every worker must share one record store (``DATABASE_URL`` on
+            PostgreSQL), since each child records its QC there for the post flow to read.
     """
     logger = get_run_logger()
     params = validate_prep_parameters(
@@ -495,7 +545,26 @@ def linux_qc_patching_prep(
 
     # 3. Initial QC
     if params.runs(PrepStep.INITIAL_QC):
-        qc = run_initial_qc(run, reachable, not_sent)
+        if fans_out(fan_out_per_account, targets):
+            qc, children = qc_fanned_out(
+                run,
+                targets,
+                {
+                    "change_number": change,
+                    "provider": provider,
+                    "qc_engine": params.qc_engine,
+                    "patcher_url": patcher_url,
+                    "workdir": params.workdir,
+                    "require_crowdstrike": require_crowdstrike,
+                    "min_var_free_gb": min_var_free_gb,
+                    "patcher_args": patcher_args,
+                    "patcher_sha256": patcher_sha256,
+                    "qc_timeout_seconds": qc_timeout_seconds,
+                },
+            )
+            logger.info("initial QC fanned out per account to %s", ", ".join(children))
+        else:
+            qc = run_initial_qc(run, reachable, not_sent)
         run.progress.step_done()
     else:
         qc = qc_from_store(run, reachable)
@@ -539,7 +608,9 @@ def linux_qc_patching_prep(
     result = write_reports(run, result)
     run.progress.step_done()
     counts = result.verdict_counts()
-    if any(counts.get(verdict, 0) for verdict in ("failed", "qc_error", "unreachable")):
+    # A fan-out child's findings reach operators once, in its parent's event on the change.
+    problems = any(counts.get(verdict, 0) for verdict in ("failed", "qc_error", "unreachable"))
+    if problems and not is_fan_out_child():
         # An operator hangs an automation (page, ticket) on this, not on the flow's state:
         # a QC that finds problems is a run that did its job.
         emit_failure_event(FailureKind.QC, change, counts)
