@@ -209,7 +209,12 @@ def planned_target(
     if target.platform is Platform.WINDOWS:
         return None, KernelTargetSource.NONE
     if prep is not None and prep.staged_kernel:
-        return prep.staged_kernel, KernelTargetSource.PREP
+        # Read back from the store, so checked again like every value that reaches a script;
+        # a record that does not hold a plain kernel version is not a target.
+        try:
+            return validate_kernel_version(prep.staged_kernel), KernelTargetSource.PREP
+        except ValueError:
+            pass
     if params.target_kernel:
         return params.target_kernel, KernelTargetSource.PARAMETER
     return None, KernelTargetSource.NONE

@@ -162,6 +162,16 @@ def test_the_staged_kernel_of_the_prep_record_comes_before_the_parameter() -> No
     assert planned_target(WIN, prep, params) == (None, KernelTargetSource.NONE)
 
 
+def test_a_prep_record_that_is_not_a_kernel_version_never_becomes_a_target() -> None:
+    params = PARAMS.model_copy(update={"target_kernel": "4.18.0-553.50.1.el8_10"})
+    tampered = PrepRecord(staged_kernel='4.18.0"; reboot; echo "')
+
+    assert planned_target(WEB1, tampered, params) == (
+        "4.18.0-553.50.1.el8_10",
+        KernelTargetSource.PARAMETER,
+    )
+
+
 def test_an_instance_listed_twice_is_checked_once() -> None:
     assert distinct_targets([WEB1, WEB2, WEB1]) == [WEB1, WEB2]
 
