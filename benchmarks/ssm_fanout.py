@@ -66,7 +66,7 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from blocks import AwsProviderBlock  # noqa: E402
-from flows.run_script import run_script  # noqa: E402
+from flows import run_script  # noqa: E402
 from providers.aws.clients import make_client  # noqa: E402
 from providers.aws.config import AwsProviderConfig  # noqa: E402
 from providers.aws.provider import AwsProvider  # noqa: E402

@@ -170,7 +170,7 @@ def load_change_input(value: str) -> ChangeSpec:
         return parse_change_csv(path.read_bytes())
     if "\n" in value or "\r" in value or "," in value:
         return parse_change_csv(value)
-    path = Path(value.strip()).expanduser()
+    path = _as_path(value) or Path(value.strip())
     where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
     raise ChangeFileError(
         [
@@ -184,10 +184,20 @@ def load_change_input(value: str) -> ChangeSpec:
     )
 
 
+def _as_path(value: str) -> Path | None:
+    """``value`` as a path with ``~`` expanded; None when it cannot be one (``~nobody``)."""
+    try:
+        return Path(value.strip()).expanduser()
+    except (RuntimeError, ValueError):
+        return None
+
+
 def _existing_path(value: str) -> Path | None:
     if "\n" in value or "\r" in value or "\0" in value or len(value) > 4096:
         return None
-    path = Path(value.strip()).expanduser()
+    path = _as_path(value)
+    if path is None:
+        return None
     try:
         if path.is_dir():
             raise ChangeFileError(

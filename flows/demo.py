@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import sys
 
-from flows.linux_qc_patching_prep import linux_qc_patching_prep
-from flows.prep_parameters import check_workdir
-from flows.reporting import utc_stamp
-from flows.settings import get_settings
+from flows import linux_qc_patching_prep
+from flows.common.reporting import utc_stamp
+from flows.common.settings import get_settings
+from flows.linux_patching.workdir import check_workdir
 from providers.local import LocalProvider
 
 

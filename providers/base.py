@@ -62,6 +62,11 @@ class ResultStatus(StrEnum):
     def is_success(self) -> bool:
         return self is ResultStatus.SUCCESS
 
+    @property
+    def reached(self) -> bool:
+        """The script ran on the instance to an exit code (whatever the code)."""
+        return self in (ResultStatus.SUCCESS, ResultStatus.FAILED)
+
 
 class CredentialSource(StrEnum):
     BLOCK = "block"
@@ -203,9 +208,18 @@ class ScriptResult(BaseModel):
 
 
 class BatchStatus(StrEnum):
-    SUCCESS = "success"
-    PARTIAL = "partial"
-    FAILED = "failed"
+    """How a batch (or a step of a flow) went as a whole."""
+
+    SUCCESS = "success"  # something was done, and nothing failed
+    PARTIAL = "partial"  # some succeeded, some did not
+    FAILED = "failed"  # nothing succeeded (an empty batch included)
+
+    @classmethod
+    def of(cls, succeeded: int, failed: int) -> BatchStatus:
+        """The status of ``succeeded`` good and ``failed`` bad outcomes."""
+        if succeeded and not failed:
+            return cls.SUCCESS
+        return cls.PARTIAL if succeeded else cls.FAILED
 
 
 class BatchResult(BaseModel):
@@ -219,13 +233,12 @@ class BatchResult(BaseModel):
         ordered = sorted(results, key=lambda r: (r.account_id, r.region, r.instance_id))
         ok = sum(1 for r in ordered if r.status.is_success)
         failed = len(ordered) - ok
-        if ordered and failed == 0:
-            status = BatchStatus.SUCCESS
-        elif ok:
-            status = BatchStatus.PARTIAL
-        else:
-            status = BatchStatus.FAILED
-        return cls(status=status, results=ordered, success_count=ok, failure_count=failed)
+        return cls(
+            status=BatchStatus.of(ok, failed),
+            results=ordered,
+            success_count=ok,
+            failure_count=failed,
+        )
 
 
 class Chunk(BaseModel):
@@ -327,6 +340,11 @@ class Provider(ABC):
 
     @abstractmethod
     def enumerate_regions(self) -> list[str]: ...
+
+    def target_problem(self, target: Target) -> str | None:
+        """Why this provider cannot address ``target`` at all (a malformed id, a machine it
+        cannot reach by design), or None. Flows refuse such a target before sending anything."""
+        return None
 
     @abstractmethod
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.settings import get_settings
+from flows.common.settings import get_settings
 from flows.store.database import (
     StoreError,
     create_store_engine,

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from flows.changes import ChangeSpec, validate_change_number
-from flows.settings import get_settings
+from flows.common.settings import get_settings
 from flows.store.database import StoreError, describe_url, open_store_engine
 from flows.store.records import ExecutionRecord, RunRecord
 from flows.store.tables import (

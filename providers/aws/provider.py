@@ -37,7 +37,12 @@ from providers.aws.errors import (
     is_expired,
     is_transient,
 )
-from providers.aws.precheck import check_registration, describe_managed_instances, validate_targets
+from providers.aws.precheck import (
+    check_registration,
+    describe_managed_instances,
+    target_problem,
+    validate_targets,
+)
 from providers.aws.settings import LegacyCredentials
 from providers.aws.ssm import (
     cancel_invocations,
@@ -266,6 +271,10 @@ class AwsProvider(Provider):
         return sorted(found, key=lambda i: (i.account_id, i.region, i.instance_id))
 
     # -- the steps of a run ---------------------------------------------------------------
+
+    def target_problem(self, target: Target) -> str | None:
+        """A malformed instance id, account id or region: nothing can be sent to it."""
+        return target_problem(target)
 
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
         """Check targets and cut them into chunks of at most 50 per (account, region).

@@ -147,9 +147,9 @@ def test_every_flow_is_deployed_and_credentials_are_checked_daily(
         deployed = {d.entrypoint for d in client.read_deployments()}
     assert daily.schedules and daily.schedules[0].schedule.cron == "0 6 * * *"
     assert {
-        "flows.auth:validate_credentials",
-        "flows.run_script:run_script",
-        "flows.linux_qc_patching_prep:linux_qc_patching_prep",
-        "flows.linux_qc_patching_post:linux_qc_patching_post",
-        "flows.sft_fixer:sft_fixer",
+        "flows.credentials.flow:validate_credentials",
+        "flows.script_run.flow:run_script",
+        "flows.linux_patching.prep.flow:linux_qc_patching_prep",
+        "flows.linux_patching.post.flow:linux_qc_patching_post",
+        "flows.sft.flow:sft_fixer",
     } <= deployed

@@ -17,9 +17,8 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.runtime import flow_run
 
-from flows.events import FailureKind, emit_failure_event
-from flows.linux_qc_patching_prep import linux_qc_patching_prep
-from flows.run_script import run_script
+from flows import linux_qc_patching_prep, run_script
+from flows.common.events import FailureKind, emit_failure_event
 from providers.base import Target
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")

@@ -28,7 +28,8 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.states import Completed, Failed, Scheduled
 
 from blocks import LocalProviderBlock
-from flows.fanout import (
+from flows import run_script
+from flows.common.fanout import (
     FAN_OUT_CHILD_TAG,
     AccountPart,
     FanOutError,
@@ -37,7 +38,7 @@ from flows.fanout import (
     outcome_of,
     split_by_account,
 )
-from flows.run_script import RunScriptResult, run_script
+from flows.script_run.report import RunScriptResult
 from providers.base import BatchResult, Interpreter, ResultStatus, ScriptResult, Target
 from tests.deploy.conftest import PrefectStack
 

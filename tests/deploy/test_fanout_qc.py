@@ -23,8 +23,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import Completed, Failed
 
-from flows.fanout import FAN_OUT_CHILD_TAG, AccountPart, merge_parts, outcome_of
-from flows.post_report import PostResult
+from flows.common.fanout import FAN_OUT_CHILD_TAG, AccountPart, merge_parts, outcome_of
+from flows.linux_patching.post.result import PostResult
 from providers.base import ResultStatus, ScriptResult, Target
 from tests.deploy.conftest import PrefectStack
 from tests.deploy.test_fanout import LOCALHOST, OTHER_ACCOUNT, RUN_SECONDS, child_run, worker_of
@@ -170,9 +170,10 @@ def test_two_workers_each_qc_one_account_and_the_parent_groups_the_whole_change(
     assert f"prefect.flow-run.{parent_id}" in {r.id for r in event.related}
 
 
-@pytest.mark.parametrize("flow_module", ["linux_qc_patching_post", "linux_qc_patching_prep"])
-def test_the_qc_flows_persist_their_results_for_a_fanned_out_parent(flow_module: str) -> None:
-    module = __import__(f"flows.{flow_module}", fromlist=[flow_module])
-    flow = getattr(module, flow_module)
+@pytest.mark.parametrize("flow_name", ["linux_qc_patching_post", "linux_qc_patching_prep"])
+def test_the_qc_flows_persist_their_results_for_a_fanned_out_parent(flow_name: str) -> None:
+    import flows
+
+    flow = getattr(flows, flow_name)
     assert flow.persist_result is True
     assert "fan_out_per_account" in flow.parameters.properties

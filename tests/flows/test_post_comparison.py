@@ -12,33 +12,34 @@ from pathlib import Path
 
 import pytest
 
-from flows.linux_qc_patching_post import (
+from flows.common.runs import Tally
+from flows.common.targets import distinct_targets
+from flows.linux_patching.drift import boot_moment, compare_with_prep
+from flows.linux_patching.post.parameters import (
     PostParameterError,
     PostParameters,
-    distinct_targets,
+    validate_post_parameters,
+)
+from flows.linux_patching.post.report import drift_rows, post_report_markdown
+from flows.linux_patching.post.result import PostResult
+from flows.linux_patching.post_check import SUMMARY_BEGIN, SUMMARY_END
+from flows.linux_patching.post_verdict import (
+    PostVerdict,
     judge_post,
     planned_target,
     post_script,
-    run_outcome,
-    validate_post_parameters,
+    post_tally,
 )
-from flows.linux_qc_patching_prep import WORKFLOW as PREP_WORKFLOW
-from flows.parsers import AgentState, KernelTargetSource, parse_post_report
-from flows.parsers.post import SUMMARY_BEGIN, SUMMARY_END
-from flows.parsers.qc import QcReport
-from flows.post_report import (
-    PostResult,
-    PostVerdict,
+from flows.linux_patching.prep_record import (
+    PREP_WORKFLOW,
     PrepRecord,
-    boot_moment,
-    compare_with_prep,
-    drift_rows,
+    StagedInstance,
     load_prep_records,
-    post_report_markdown,
 )
-from flows.prep_staging import StagedInstance
+from flows.linux_patching.qc_report import QcReport
+from flows.parsers import AgentState, KernelTargetSource, parse_post_report
 from flows.store import Store
-from providers.base import Platform, ResultStatus, ScriptResult, Target
+from providers.base import BatchStatus, Platform, ResultStatus, ScriptResult, Target
 
 CHANGE = "CHG0012345"
 BEFORE = "4.18.0-553.5.1.el8_10.x86_64"
@@ -141,32 +142,36 @@ def test_good_parameters_are_normalised_and_quoted_into_the_script() -> None:
 
     assert params.change_number == CHANGE
     assert params.target_kernel == STAGED
-    script = post_script(params, params.target_kernel, KernelTargetSource.PARAMETER)
+    script = post_script(
+        params.change_number, params.workdir, params.target_kernel, KernelTargetSource.PARAMETER
+    )
     assert "export CHANGE_NUMBER=CHG0012345\n" in script
     assert "export WORKDIR=/var/tmp/cloudops\n" in script
     assert f"export TARGET_KERNEL={STAGED}\n" in script
     assert "export TARGET_KERNEL_SOURCE=parameter\n" in script
-    assert "TARGET_KERNEL=" not in post_script(params, None, KernelTargetSource.NONE)
+    assert "TARGET_KERNEL=" not in post_script(
+        params.change_number, params.workdir, None, KernelTargetSource.NONE
+    )
 
 
 def test_the_staged_kernel_of_the_prep_record_comes_before_the_parameter() -> None:
     params = PARAMS.model_copy(update={"target_kernel": "4.18.0-553.50.1.el8_10"})
     prep = PrepRecord(staged_kernel=STAGED)
 
-    assert planned_target(WEB1, prep, params) == (STAGED, KernelTargetSource.PREP)
-    assert planned_target(WEB1, PrepRecord(), params) == (
+    assert planned_target(WEB1, prep, params.target_kernel) == (STAGED, KernelTargetSource.PREP)
+    assert planned_target(WEB1, PrepRecord(), params.target_kernel) == (
         "4.18.0-553.50.1.el8_10",
         KernelTargetSource.PARAMETER,
     )
-    assert planned_target(WEB1, None, PARAMS) == (None, KernelTargetSource.NONE)
-    assert planned_target(WIN, prep, params) == (None, KernelTargetSource.NONE)
+    assert planned_target(WEB1, None, PARAMS.target_kernel) == (None, KernelTargetSource.NONE)
+    assert planned_target(WIN, prep, params.target_kernel) == (None, KernelTargetSource.NONE)
 
 
 def test_a_prep_record_that_is_not_a_kernel_version_never_becomes_a_target() -> None:
     params = PARAMS.model_copy(update={"target_kernel": "4.18.0-553.50.1.el8_10"})
     tampered = PrepRecord(staged_kernel='4.18.0"; reboot; echo "')
 
-    assert planned_target(WEB1, tampered, params) == (
+    assert planned_target(WEB1, tampered, params.target_kernel) == (
         "4.18.0-553.50.1.el8_10",
         KernelTargetSource.PARAMETER,
     )
@@ -247,7 +252,7 @@ def test_a_staging_that_wrote_another_kernel_gives_no_target(tmp_path: Path) -> 
     assert record.staged_kernel is None
     assert record.staging_problem == wrong.error
     assert record.qc_before == "not recorded"
-    assert planned_target(WEB1, record, PARAMS) == (None, KernelTargetSource.NONE)
+    assert planned_target(WEB1, record, PARAMS.target_kernel) == (None, KernelTargetSource.NONE)
 
 
 # --- Comparison ----------------------------------------------------------------------------------
@@ -359,7 +364,7 @@ def test_verdicts_follow_the_report_and_the_command() -> None:
     assert offline.drift.kernel_target == STAGED and not offline.drift.prep_record
 
 
-def test_the_run_outcome_counts_windows_as_neither() -> None:
+def test_the_post_tally_counts_windows_as_neither() -> None:
     prep = PrepRecord(qc_status=ResultStatus.SUCCESS, qc_at=PREP_AT, qc_report=qc_report())
     planned = (STAGED, KernelTargetSource.PREP)
     passed = judge_post(WEB1, ran(WEB1, post_output()), prep, planned, CHANGE)
@@ -373,9 +378,10 @@ def test_the_run_outcome_counts_windows_as_neither() -> None:
     )
 
     assert windows.verdict is PostVerdict.NOT_APPLICABLE
-    assert run_outcome([passed, windows]) == ("success", 1, 0)
-    assert run_outcome([passed, failed, windows]) == ("partial", 1, 1)
-    assert run_outcome([failed]) == ("failed", 0, 1)
+    assert post_tally([passed, windows]) == Tally(1, 0)
+    assert post_tally([passed, windows]).status is BatchStatus.SUCCESS
+    assert post_tally([passed, failed, windows]).status is BatchStatus.PARTIAL
+    assert post_tally([failed]).status is BatchStatus.FAILED
 
 
 # --- Report --------------------------------------------------------------------------------------

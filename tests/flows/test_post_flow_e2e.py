@@ -23,10 +23,10 @@ from prefect.testing.fixtures import asserting_events_worker  # noqa: F401 (fixt
 from pydantic import SecretStr
 
 from blocks import registry
-from flows.linux_qc_patching_post import PostParameterError, linux_qc_patching_post
-from flows.linux_qc_patching_prep import linux_qc_patching_prep
+from flows import linux_qc_patching_post, linux_qc_patching_prep
+from flows.linux_patching.post.parameters import PostParameterError
+from flows.linux_patching.post_verdict import PostVerdict
 from flows.parsers import AgentState, KernelTargetSource
-from flows.post_report import PostVerdict
 from flows.store import Store
 from providers.aws.config import AwsProviderConfig
 from providers.aws.provider import AwsProvider

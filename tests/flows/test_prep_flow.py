@@ -24,12 +24,13 @@ from prefect.flow_runs import resume_flow_run
 from pydantic import SecretStr
 
 from blocks import AwsProviderBlock
-from flows.linux_qc_patching_prep import WORKFLOW, linux_qc_patching_prep
+from flows import linux_qc_patching_prep
+from flows.linux_patching.prep.kernel_choice import KernelChoiceError
+from flows.linux_patching.prep.parameters import PrepParameterError
+from flows.linux_patching.prep.qc import QcVerdict
+from flows.linux_patching.prep.result import PrepResult
+from flows.linux_patching.prep_record import PREP_WORKFLOW as WORKFLOW
 from flows.parsers import QcReport
-from flows.prep_kernel_choice import KernelChoiceError
-from flows.prep_parameters import PrepParameterError
-from flows.prep_qc import QcVerdict
-from flows.prep_result import PrepResult
 from flows.store import Store
 from providers.base import Platform, Target
 from tests.ssm_emulator import EmulatedInstance, SsmWorld

@@ -11,23 +11,23 @@ from prefect.utilities.callables import create_v2_schema
 from pydantic import ValidationError
 
 from flows import demo
-from flows.kernels import KernelGroup
-from flows.prep_kernel_choice import (
+from flows.common.text import fenced
+from flows.linux_patching.prep.kernel_choice import (
     KernelChoiceError,
     decide_from_parameters,
     decide_kernels,
     kernel_choice_form,
     stageable_kernels,
 )
-from flows.prep_parameters import (
+from flows.linux_patching.prep.kernel_groups import KernelGroup
+from flows.linux_patching.prep.parameters import (
     KernelChoiceRequest,
     PrepParameterError,
-    PrepStep,
     QcEngine,
     validate_prep_parameters,
 )
-from flows.prep_qc import QcVerdict, judge_qc, qc_script
-from flows.prep_report import fenced
+from flows.linux_patching.prep.qc import QcVerdict, judge_qc, qc_script
+from flows.linux_patching.prep_record import PrepStep
 from providers.base import ResultStatus, ScriptResult, Target
 
 RHEL = KernelGroup(

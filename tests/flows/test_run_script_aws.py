@@ -12,8 +12,8 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from blocks import AwsProviderBlock, load_provider
-from flows.execution import run_on_targets
-from flows.run_script import run_script
+from flows import run_script
+from flows.common.engine import run_on_targets
 from flows.store import Store
 from providers.base import ResultStatus, ScriptRequest, Target
 from tests.ssm_emulator.world import SsmWorld

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.run_script import TargetSelectionError, run_script
+from flows import run_script
+from flows.common.targets import TargetSelectionError
 from flows.store import Store
 from providers.base import ResultStatus, Target
 

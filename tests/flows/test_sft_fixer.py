@@ -36,18 +36,13 @@ from prefect.logging.handlers import APILogHandler
 from pydantic import SecretStr
 
 from blocks import AwsProviderBlock
+from flows import sft_fixer
 from flows.changes import ChangeSpec
+from flows.common.remote_scripts import load_script, render_script
 from flows.parsers import SftNeed
-from flows.remote_scripts import load_script, render_script
-from flows.sft_fixer import (
-    REDACTED,
-    EnrollmentTokenMissingError,
-    SftAction,
-    SftFixerInputError,
-    SftFixerResult,
-    SftVerdict,
-    sft_fixer,
-)
+from flows.sft.parameters import SftAction, SftFixerInputError
+from flows.sft.result import SftFixerResult, SftVerdict
+from flows.sft.token import REDACTED, EnrollmentTokenMissingError
 from flows.store import Store
 from providers.base import Platform, Target
 from tests.scripts.test_sft_scripts import COMMON_TOOLS, FAKES, FAMILY_TOOLS, OS_RELEASE

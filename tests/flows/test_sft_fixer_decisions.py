@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 
 from flows.parsers import SftActionOutcome, SftActionResult, parse_sft_detection
-from flows.sft_fixer import (
-    NO_WINDOWS_INSTALLER,
-    REDACTED,
-    Judgement,
-    SftAction,
-    SftVerdict,
-    decide,
-    judge_fix,
-    redact,
-)
+from flows.sft.decide import NO_WINDOWS_INSTALLER, Judgement, decide, judge_fix
+from flows.sft.parameters import SftAction
+from flows.sft.result import SftVerdict
+from flows.sft.token import REDACTED, redact
 from providers.base import Platform, ResultStatus, ScriptResult, Target
 
 LINUX = Target(instance_id="i-0123456789abcdef0", account_id="111111111111", region="us-east-1")

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import (
 from pydantic import SecretStr
 
 from blocks import AwsProviderBlock
-from flows.auth import CredentialsRefusedError, validate_credentials
+from flows.credentials.flow import CredentialsRefusedError, validate_credentials
 from providers.aws.config import AwsProviderConfig
 from providers.aws.provider import AwsProvider
 from tests.providers.aws.credential_fixtures import AwsWire, iam_user_keys

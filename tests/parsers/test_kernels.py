@@ -8,17 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.kernels import (
-    KernelGroup,
+from flows.linux_patching.kernels import (
     base_kernel,
     distro_from_kernel,
-    group_kernels,
     kernel_sort_key,
     normalize_kernel,
     read_staged_kernel,
     sort_kernels,
     validate_kernel_version,
 )
+from flows.linux_patching.prep.kernel_groups import KernelGroup, group_kernels
 from flows.parsers import parse_qc_report
 
 SAMPLES = Path(__file__).parent / "samples" / "qc"
@@ -247,7 +246,6 @@ def test_group_kernels_groups_passed_instances_by_distro_and_base_kernel() -> No
         instance_ids=["i-0aaaaaaaaaaaaaaa0", "i-0aaaaaaaaaaaaaaa1"],
         available_kernels=["4.18.0-553.16.1.el8_10", "4.18.0-553.45.1.el8_10"],
     )
-    assert rhel.latest_kernel == "4.18.0-553.45.1.el8_10"
     assert all("i-0ccccccccccccccc0" not in g.instance_ids for g in groups)
     assert groups[1].available_kernels == ["4.18.0-553.5.1.el8_10"]
 
@@ -258,9 +256,8 @@ def test_group_kernels_of_nothing_passed_is_empty() -> None:
     assert group_kernels({}) == []
 
 
-def test_group_without_updates_has_no_latest_kernel() -> None:
+def test_group_without_updates_offers_no_kernel() -> None:
     report = parse_qc_report(_report("x", "5.14.0-427.13.1.el9_4.x86_64", []))
     (group,) = group_kernels({"i-0123456789abcdef0": report})
     assert group.name == "RHEL9.4 - Kernel 5.14.0-427"
     assert group.available_kernels == []
-    assert group.latest_kernel is None

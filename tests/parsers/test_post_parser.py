@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.linux_patching.post_check import SUMMARY_BEGIN, SUMMARY_END
 from flows.parsers import AgentState, KernelTargetSource, PostReport, parse_post_report
-from flows.parsers.post import SUMMARY_BEGIN, SUMMARY_END
 
 SAMPLES = Path(__file__).parent / "samples" / "post"
 RHEL_RUNNING = "4.18.0-553.45.1.el8_10.x86_64"

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flows.common.text import clean_output
+from flows.linux_patching.kernels import read_staged_kernel
 from flows.parsers import parse_collected_prep_files, parse_qc_report
-from flows.parsers.qc import clean_output
 
 SAMPLES = Path(__file__).parent / "samples" / "qc"
 
@@ -225,7 +226,7 @@ def test_collected_prep_files_are_split_and_the_staged_kernel_read() -> None:
     assert files.qc_report is not None
     assert files.qc_report.startswith("===== QC report for rhel9-db02 =====\n")
     assert files.patchme == '#!/bin/bash\nnewkernel="5.14.0-427.100.1.el9_4"\n'
-    assert files.staged_kernel == "5.14.0-427.100.1.el9_4"
+    assert read_staged_kernel(files.patchme) == "5.14.0-427.100.1.el9_4"
     assert files.missing == []
     assert files.truncated == []
 
@@ -239,7 +240,6 @@ def test_collected_prep_files_report_missing_and_cut_files() -> None:
     files = parse_collected_prep_files(text)
 
     assert files.patchme is None
-    assert files.staged_kernel is None
     assert files.missing == ["patchme.sh"]
     assert files.truncated == ["qc_report.txt"]
     assert files.qc_report == "===== QC report for x =====\n"

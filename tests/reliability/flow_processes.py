@@ -21,10 +21,10 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL
 
-from flows.run_script import run_script
+from flows import run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUN_SCRIPT_ENTRYPOINT = "flows/run_script.py:run_script"
+RUN_SCRIPT_ENTRYPOINT = "flows/script_run/flow.py:run_script"
 PREFECT_CLI = Path(sys.executable).with_name("prefect")
 
 

@@ -15,8 +15,9 @@ from collections import Counter
 import pytest
 from prefect import flow
 
-from flows.execution import run_on_targets
-from flows.run_script import RunScriptResult, run_script
+from flows import run_script
+from flows.common.engine import run_on_targets
+from flows.script_run.report import RunScriptResult
 from flows.store import Store
 from providers.aws.config import AwsProviderConfig
 from providers.aws.provider import AwsProvider

@@ -22,12 +22,11 @@ from prefect.blocks.system import Secret
 from prefect.exceptions import ParameterTypeError
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from flows.linux_qc_patching_post import PostParameterError, linux_qc_patching_post
-from flows.linux_qc_patching_prep import linux_qc_patching_prep
-from flows.prep_parameters import PrepParameterError
-from flows.remote_scripts import ScriptNotFoundError
-from flows.run_script import run_script
-from flows.sft_fixer import SftVerdict, sft_fixer
+from flows import linux_qc_patching_post, linux_qc_patching_prep, run_script, sft_fixer
+from flows.common.remote_scripts import ScriptNotFoundError
+from flows.linux_patching.post.parameters import PostParameterError
+from flows.linux_patching.prep.parameters import PrepParameterError
+from flows.sft.result import SftVerdict
 from providers.base import ResultStatus, Target
 from tests.flows.test_sft_fixer import SftHost
 from tests.reliability.fleet import CALLER_ACCOUNT, build_fleet

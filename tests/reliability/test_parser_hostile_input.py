@@ -34,7 +34,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.changes import ChangeFileError, ChangeSpec, parse_change_csv, validate_change_number
-from flows.kernels import (
+from flows.linux_patching.kernels import (
     MAX_KERNEL_VERSION_LENGTH,
     base_kernel,
     distro_from_kernel,
@@ -43,15 +43,19 @@ from flows.kernels import (
     sort_kernels,
     validate_kernel_version,
 )
-from flows.parsers.post import SUMMARY_BEGIN, SUMMARY_END, PostReport, parse_post_report
-from flows.parsers.qc import (
+from flows.linux_patching.post_check import (
+    SUMMARY_BEGIN,
+    SUMMARY_END,
+    PostReport,
+    parse_post_report,
+)
+from flows.linux_patching.qc_report import (
     FACTS_BEGIN,
     FACTS_END,
-    NO_KERNEL_UPDATES,
     parse_collected_prep_files,
     parse_qc_report,
 )
-from flows.parsers.sft import (
+from flows.sft.detection import (
     SftActionOutcome,
     SftState,
     parse_sft_action_result,
@@ -102,7 +106,7 @@ QC_VOCABULARY = [
     "kernel-core.x86_64",
     "linux-image-5.15.0-105-generic/jammy-updates 5.15.0-105.115 amd64",
     "linux-image-generic/jammy-updates 5.15.0.105.102 amd64",
-    NO_KERNEL_UPDATES,
+    "NO KERNEL UPDATES AVAILABLE",
     "(Test Repositories Result): PASSED",
     "(Disk Space Check Result): FAILED",
     FACTS_BEGIN,
@@ -212,7 +216,7 @@ def test_qc_report_parser_on_hostile_output(text: str, require_crowdstrike: bool
 def test_collected_prep_files_parser_on_hostile_output(text: str) -> None:
     files = parse_collected_prep_files(text)
 
-    staged = files.staged_kernel
+    staged = read_staged_kernel(files.patchme) if files.patchme is not None else None
     assert staged is None or not ({'"', "\n"} & set(staged))
     files.model_dump_json()
 

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from moto.sts.models import sts_backends
 
-from flows.run_script import run_script
+from flows import run_script
 from providers.base import ResultStatus, Target
 from providers.partitions import partition_of_region
 from tests.reliability.figures import Figures

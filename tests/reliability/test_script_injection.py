@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from flows import run_script
 from flows.changes import ChangeFileError
-from flows.run_script import run_script
 from providers.base import Interpreter, ResultStatus
 from tests.reliability.fleet import build_fleet
 from tests.ssm_emulator import SsmWorld

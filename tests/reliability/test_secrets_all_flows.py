@@ -65,13 +65,12 @@ from pydantic import SecretStr
 
 from blocks import AwsProviderBlock, registry
 from blocks.aws import aws_provider_from_environment
-from flows.auth import CredentialsRefusedError, validate_credentials
-from flows.linux_qc_patching_post import linux_qc_patching_post
-from flows.linux_qc_patching_prep import linux_qc_patching_prep
-from flows.post_report import PostVerdict
-from flows.prep_qc import QcVerdict
-from flows.run_script import run_script
-from flows.sft_fixer import REDACTED, SftVerdict, sft_fixer
+from flows import linux_qc_patching_post, linux_qc_patching_prep, run_script, sft_fixer
+from flows.credentials.flow import CredentialsRefusedError, validate_credentials
+from flows.linux_patching.post_verdict import PostVerdict
+from flows.linux_patching.prep.qc import QcVerdict
+from flows.sft.result import SftVerdict
+from flows.sft.token import REDACTED
 from flows.store import Store
 from providers.base import ResultStatus, Target
 from tests.flows.test_post_flow_e2e import KERNEL_AFTER, STAGED, rhel_server

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.remote_scripts import load_script, render_script
+from flows.common.remote_scripts import load_script, render_script
 
 BASE_TOOLS = (
     "bash",

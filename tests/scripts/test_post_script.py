@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from flows.common.remote_scripts import load_script, render_script
+from flows.linux_patching.post_check import SUMMARY_BEGIN, SUMMARY_END
 from flows.parsers import AgentState, KernelTargetSource, parse_post_report
-from flows.parsers.post import SUMMARY_BEGIN, SUMMARY_END
-from flows.remote_scripts import load_script, render_script
 from tests.fake_post_hosts import (
     BASH,
     RHEL_KERNEL,

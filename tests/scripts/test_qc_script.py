@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.linux_patching.qc_report import FACTS_BEGIN
 from flows.parsers import parse_qc_report
-from flows.parsers.qc import FACTS_BEGIN
 from tests.scripts.fake_linux_hosts import (
     GB_KB,
     LinuxSandbox,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from flows.common.remote_scripts import load_script, render_script
 from flows.parsers import SftActionOutcome, SftNeed, parse_sft_action_result, parse_sft_detection
-from flows.remote_scripts import load_script, render_script
 
 FAKES = Path(__file__).parent / "sft_fakes"
 BASE_TOOLS = ("cat", "chmod", "dirname", "grep", "mkdir", "mktemp", "mv", "readlink", "rm", "sed")

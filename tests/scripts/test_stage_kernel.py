@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.kernels import read_staged_kernel
+from flows.linux_patching.kernels import read_staged_kernel
 from flows.parsers import parse_collected_prep_files, parse_qc_report
 from tests.scripts.fake_linux_hosts import LinuxSandbox
 
@@ -208,7 +208,7 @@ def test_collect_prints_the_qc_report_and_patchme_between_markers(
     qc_file = rhel_host.server_path(f"/root/{CHANGE}/qc_report.txt").read_text()
     assert files.qc_report == qc_file
     assert files.patchme == patchme_path(rhel_host).read_text()
-    assert files.staged_kernel == RHEL_TARGET
+    assert files.patchme is not None and read_staged_kernel(files.patchme) == RHEL_TARGET
     assert files.missing == [] and files.truncated == []
     assert parse_qc_report(files.qc_report).passed
 

@@ -15,8 +15,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from flows.store import Store, StoreError
+from flows.store import Store
 from flows.store.database import (
+    StoreError,
     alembic_config,
     create_store_engine,
     current_revision,

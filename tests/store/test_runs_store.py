@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flows.store import Store, StoreError
+from flows.store import Store
+from flows.store.database import StoreError
 from providers.base import ResultStatus
 from tests.store.conftest import make_result
 

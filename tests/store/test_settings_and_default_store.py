@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from flows.settings import Settings, get_settings
+from flows.common.reporting import write_report
+from flows.common.settings import Settings, get_settings
 from flows.store import Store
 
 
@@ -45,9 +46,11 @@ def test_the_home_directory_is_expanded(monkeypatch, tmp_path: Path):
     assert Settings(data_dir="~/ops").data_dir == tmp_path / "ops"
 
 
-def test_directories_are_created_when_used(data_dir: Path):
-    reports = get_settings().ensure_reports_dir()
-    assert reports.is_dir() and reports == data_dir / "reports"
+def test_the_reports_directory_is_created_when_a_report_is_written(data_dir: Path):
+    reports = get_settings().reports_dir
+    assert reports == data_dir / "reports" and not reports.exists()
+    written = write_report(reports, "r.md", "# r\n")
+    assert written.read_text() == "# r\n" and reports.is_dir()
 
 
 def test_the_default_store_is_a_sqlite_file_in_wal_mode(data_dir: Path):

@@ -7,14 +7,14 @@
 # comes from PATH, so the tests run it for real in a sandbox with fake commands. A missing
 # command makes its fact `unknown`; it never stops the script.
 #
-# Parameters (environment variables, set by the quoted header of flows/remote_scripts.py):
+# Parameters (environment variables, set by the quoted header of flows/common/remote_scripts.py):
 #   CHANGE_NUMBER         the change ticket; locates $WORKDIR/$CHANGE_NUMBER/patchme.sh
 #   WORKDIR               where prep staged its files (default /root)
 #   TARGET_KERNEL         optional target kernel, from the prep record or a flow parameter
 #   TARGET_KERNEL_SOURCE  where TARGET_KERNEL came from: `prep` or `parameter` (default)
 # The `newkernel="..."` line of patchme.sh, when there is one, wins over TARGET_KERNEL.
 #
-# Output: the human report, then a block that flows/parsers/post.py reads:
+# Output: the human report, then a block that flows/linux_patching/post_check.py reads:
 #   ----- CLOUDOPS POST SUMMARY BEGIN -----
 #   KEY=value     one per line; values only use [A-Za-z0-9._:/@+,%~-] (no tilde where a
 #                 shell would expand it), so the block is shell-safe; lists are

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from flows.settings import get_settings
+from flows.common.settings import get_settings
 from flows.store.database import create_store_engine, migration_lock, parse_database_url
 from flows.store.tables import metadata
 

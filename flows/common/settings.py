@@ -1,0 +1,76 @@
+"""Where the flows keep their records and reports, read from the environment or ``.env``.
+
+Every value has a default that works on a laptop, so a new user runs a flow with nothing set.
+Directories are created when something is written to them, never at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("~/.local/share/cloudops-flows")
+DATABASE_FILE_NAME = "cloudops.db"
+
+
+class Settings(BaseSettings):
+    """The flows' own settings. ``DATABASE_URL`` keeps the name most tools already use."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLOUDOPS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Directory of the default SQLite database and reports (CLOUDOPS_DATA_DIR).",
+    )
+    database_url: str = Field(
+        default="",
+        repr=False,  # a PostgreSQL URL carries its password
+        validation_alias=AliasChoices("DATABASE_URL", "CLOUDOPS_DATABASE_URL", "database_url"),
+        description="Any SQLAlchemy URL; empty means a SQLite file in the data directory.",
+    )
+    reports_dir: Path = Field(
+        default=DEFAULT_DATA_DIR / "reports",
+        description="Where flows write their markdown reports (CLOUDOPS_REPORTS_DIR); "
+        "default <data_dir>/reports.",
+    )
+    max_concurrent_groups: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="How many (account, region) groups run at once "
+        "(CLOUDOPS_MAX_CONCURRENT_GROUPS).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reports_under_data_dir(cls, data: Any) -> Any:
+        # The reports default follows CLOUDOPS_DATA_DIR unless set on its own.
+        if isinstance(data, dict) and not data.get("reports_dir") and data.get("data_dir"):
+            data = {**data, "reports_dir": Path(str(data["data_dir"])) / "reports"}
+        return data
+
+    @field_validator("data_dir", "reports_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url.strip():
+            self.database_url = f"sqlite:///{self.data_dir / DATABASE_FILE_NAME}"
+        return self
+
+    def ensure_data_dir(self) -> Path:
+        """The data directory, created if it does not exist yet."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+def get_settings() -> Settings:
+    """Settings as the environment says now (read on every call, so a changed variable counts)."""
+    return Settings()

@@ -1,0 +1,34 @@
+"""What ``linux-qc-patching-post`` returns."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel, Field
+
+from flows.linux_patching.post_verdict import InstancePost, PostVerdict
+
+
+class PostResult(BaseModel):
+    """What ``linux-qc-patching-post`` returns."""
+
+    change_number: str
+    provider: str
+    flow_run: str
+    workdir: str
+    target_kernel: str | None = Field(description="the target_kernel parameter, if given")
+    instances: list[InstancePost]
+    report_path: str = Field(default="", description="path of qc_post_report_<change>_*.md")
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts = Counter(i.verdict.value for i in self.instances)
+        return {v.value: counts[v.value] for v in PostVerdict if counts[v.value]}
+
+    @property
+    def passed(self) -> list[InstancePost]:
+        return [i for i in self.instances if i.passed]
+
+    @property
+    def not_passed(self) -> list[InstancePost]:
+        """Every instance that did not pass, the not applicable ones included."""
+        return [i for i in self.instances if not i.passed]

@@ -1,0 +1,135 @@
+"""What the prep flow records for each instance of a change, and how later flows read it.
+
+Prep records, in the store, under the workflow ``linux-qc-patching-prep``:
+
+- step ``initial_qc``: the QC command's result, its parsed ``QcReport`` with it;
+- step ``stage_kernels``: the staging command's result, its ``StagedInstance`` with it;
+- step ``final_report``: the prep files read back.
+
+The patch window and the post check read the latest of each per instance
+(``load_prep_records``): the kernel staged there, the kernel and agents at QC time. This
+module is that contract, so that those flows never import the prep flow itself.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from flows.linux_patching.qc_report import QcReport
+from flows.store import ExecutionRecord, Store
+from providers.base import ResultStatus
+
+PREP_WORKFLOW = "linux-qc-patching-prep"
+
+
+class PrepStep(StrEnum):
+    """The steps prep may do, in runbook order, as recorded in the store. The connectivity
+    check always runs and is recorded with the initial QC."""
+
+    INITIAL_QC = "initial_qc"
+    STAGE_KERNELS = "stage_kernels"
+    FINAL_REPORT = "final_report"
+
+
+class StagedInstance(BaseModel):
+    """What staging did on one instance of a group."""
+
+    instance_id: str
+    account_id: str = ""
+    region: str = ""
+    group: str
+    kernel: str = Field(description="the kernel asked for")
+    status: ResultStatus
+    staged_kernel: str | None = Field(
+        default=None, description="the newkernel line of the patchme.sh the instance printed"
+    )
+    command_id: str | None = None
+    error: str | None = None
+
+    @property
+    def staged(self) -> bool:
+        return self.status.is_success and self.staged_kernel == self.kernel
+
+
+class PrepRecord(BaseModel):
+    """What the prep flow recorded for one instance of the change (the latest of each step)."""
+
+    qc_status: ResultStatus | None = Field(
+        default=None, description="of the prep QC command; None when no QC is recorded"
+    )
+    qc_at: datetime | None = Field(default=None, description="when the prep QC ran there (UTC)")
+    qc_error: str | None = None
+    qc_report: QcReport | None = None
+    staged_kernel: str | None = Field(
+        default=None, description="the newkernel of the patchme.sh prep wrote there"
+    )
+    staging_problem: str | None = Field(
+        default=None, description="why staging is recorded but left no kernel"
+    )
+
+    @property
+    def qc_before(self) -> str:
+        """The prep QC verdict as a person reads it: passed, failed, unreachable..."""
+        if self.qc_status is None:
+            return "not recorded"
+        if self.qc_report is not None and self.qc_report.hostname is not None:
+            return "passed" if self.qc_report.passed else "failed"
+        if self.qc_status in (ResultStatus.OFFLINE, ResultStatus.NOT_MANAGED):
+            return "unreachable"
+        if self.qc_status is ResultStatus.SKIPPED:
+            return "not applicable"
+        return "qc error"
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    # The store and the providers give aware UTC times; a naive one can only be UTC too.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _qc_part(execution: ExecutionRecord) -> dict[str, Any]:
+    report: QcReport | None = None
+    if execution.parsed is not None:
+        try:
+            report = QcReport.model_validate(execution.parsed)
+        except ValidationError:
+            report = None  # written by another release: judged from the status alone
+    return {
+        "qc_status": execution.status,
+        "qc_at": as_utc(execution.started_at or execution.ended_at),
+        "qc_error": execution.error,
+        "qc_report": report,
+    }
+
+
+def _staging_part(execution: ExecutionRecord) -> dict[str, Any]:
+    staged: StagedInstance | None = None
+    if execution.parsed is not None:
+        try:
+            staged = StagedInstance.model_validate(execution.parsed)
+        except ValidationError:
+            staged = None
+    if staged is not None and staged.staged:
+        return {"staged_kernel": staged.staged_kernel}
+    problem = (staged.error if staged else None) or execution.error
+    return {"staging_problem": problem or f"staging ended {execution.status.value}"}
+
+
+def load_prep_records(store: Store, change_number: str) -> dict[str, PrepRecord]:
+    """Per instance id, what the latest prep runs of ``change_number`` recorded for it."""
+    qc = store.latest_executions(change_number, PREP_WORKFLOW, PrepStep.INITIAL_QC.value)
+    staging = store.latest_executions(change_number, PREP_WORKFLOW, PrepStep.STAGE_KERNELS.value)
+    records: dict[str, PrepRecord] = {}
+    for instance_id in sorted(set(qc) | set(staging)):
+        fields: dict[str, Any] = {}
+        if instance_id in qc:
+            fields.update(_qc_part(qc[instance_id]))
+        if instance_id in staging:
+            fields.update(_staging_part(staging[instance_id]))
+        records[instance_id] = PrepRecord(**fields)
+    return records

@@ -1,0 +1,1 @@
+"""The ``sft-fixer`` workflow: detect, install or reset the ScaleFT / Okta ASA agent, verify."""
