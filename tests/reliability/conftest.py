@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from blocks import AwsProviderBlock
+from tests.flows.store.conftest import fresh_postgres_database, postgres_server_url
 from tests.reliability.fleet import CALLER_ACCOUNT
 from tests.ssm_emulator.http_bridge import serve_world
 from tests.ssm_emulator.plugin import ssm_world  # noqa: F401 (fixture)
 from tests.ssm_emulator.world import SsmWorld
-from tests.store.conftest import fresh_postgres_database, postgres_server_url
 
 FAST_BLOCK = "reliability"
 BRIDGED_BLOCK = "reliability-bridged"

@@ -28,7 +28,7 @@ from flows.linux_patching.post.parameters import PostParameterError
 from flows.linux_patching.prep.parameters import PrepParameterError
 from flows.sft.result import SftVerdict
 from providers.base import ResultStatus, Target
-from tests.flows.test_sft_fixer import SftHost
+from tests.flows.sft.test_flow import SftHost
 from tests.reliability.fleet import CALLER_ACCOUNT, build_fleet
 from tests.ssm_emulator import SsmWorld
 

@@ -3,7 +3,7 @@ never another exception, never a hang.
 
 Audit of the property tests the parser authors already wrote (not repeated here):
 
-- change file, ``tests/changes/test_parse_properties.py``: ``parse_change_csv`` on any text,
+- change file, ``tests/flows/changes/test_parse_properties.py``: ``parse_change_csv`` on any text,
   any bytes and rows of near-valid cells; ``load_change_input`` on any short text; valid
   changes read back whatever the header spelling; one bad cell named at its row and column.
 - QC report, ``tests/parsers/test_qc_parser.py``: ``parse_qc_report`` on any text and on

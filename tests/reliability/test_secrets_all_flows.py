@@ -73,8 +73,8 @@ from flows.sft.result import SftVerdict
 from flows.sft.token import REDACTED
 from flows.store import Store
 from providers.base import ResultStatus, Target
-from tests.flows.test_post_flow_e2e import KERNEL_AFTER, STAGED, rhel_server
-from tests.flows.test_sft_fixer import host as sft_host
+from tests.flows.linux_patching.post.test_flow import KERNEL_AFTER, STAGED, rhel_server
+from tests.flows.sft.test_flow import host as sft_host
 from tests.reliability.aws_signatures import SignatureTap
 from tests.ssm_emulator import Credentials, SsmWorld
 

@@ -12,7 +12,7 @@ from flows.changes import (
     validate_change_number,
 )
 from providers.base import Platform
-from tests.changes.conftest import OLD_TOOL_LAYOUT_A, OLD_TOOL_LAYOUT_B
+from tests.flows.changes.conftest import OLD_TOOL_LAYOUT_A, OLD_TOOL_LAYOUT_B
 
 ROWS = [
     ("CHG0012345", "i-0123456789abcdef0", "012345678901", "us-east-1", "linux"),

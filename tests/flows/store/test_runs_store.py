@@ -9,7 +9,7 @@ import pytest
 from flows.store import Store
 from flows.store.database import StoreError
 from providers.base import ResultStatus
-from tests.store.conftest import make_result
+from tests.flows.store.conftest import make_result
 
 WORKFLOW = "linux-qc-patching-prep"
 

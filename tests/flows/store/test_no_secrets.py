@@ -10,8 +10,8 @@ from sqlalchemy import MetaData, select
 
 from flows.store import Store
 from providers.aws.settings import LegacyCredentials
-from tests.store.conftest import make_change, make_result
-from tests.store.test_commands_store import make_ref
+from tests.flows.store.conftest import make_change, make_result
+from tests.flows.store.test_commands_store import make_ref
 
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYPLANTEDSECRET"
 SESSION_TOKEN = "FwoGZXIvYXdzEPLANTEDTOKEN//////////wEaDH+abc"

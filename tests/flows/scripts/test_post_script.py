@@ -20,7 +20,7 @@ import pytest
 from flows.common.remote_scripts import load_script, render_script
 from flows.linux_patching.post_check import SUMMARY_BEGIN, SUMMARY_END
 from flows.parsers import AgentState, KernelTargetSource, parse_post_report
-from tests.fake_post_hosts import (
+from tests.flows.linux_patching.fake_post_hosts import (
     BASH,
     RHEL_KERNEL,
     UBUNTU_KERNEL,

@@ -1,7 +1,7 @@
 """parse_sft_detection and parse_sft_action_result on real and realistic script output.
 
 The Linux samples were printed by ``flows/scripts/linux/sft_detect.sh`` on the fake hosts of
-``tests/scripts/test_sft_scripts.py``; the Windows samples follow ``sft_detect.ps1`` (with the
+``tests/flows/scripts/test_sft_scripts.py``; the Windows samples follow ``sft_detect.ps1`` (with the
 CRLF line ends SSM returns from Windows), since PowerShell cannot run on this machine.
 """
 
@@ -23,7 +23,7 @@ from flows.parsers import (
 )
 from providers.base import Platform
 
-SAMPLES = Path(__file__).parent / "samples" / "sft"
+SAMPLES = Path(__file__).parent / "samples"
 
 
 def _sample(name: str) -> str:

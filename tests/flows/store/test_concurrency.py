@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from flows.store import Store
 from flows.store.database import head_revision
-from tests.store.concurrent_writer import write_runs
-from tests.store.conftest import make_result
+from tests.flows.store.concurrent_writer import write_runs
+from tests.flows.store.conftest import make_result
 
 RUNS = 15
 INSTANCES = 4

@@ -33,9 +33,14 @@ from providers.aws.provider import AwsProvider
 from providers.aws.settings import LegacyCredentials
 from providers.base import Platform, ResultStatus, Target
 from providers.partitions import Environment
-from tests.fake_post_hosts import fake_systemctl, install_fake_host, rhel_host, tree_digest
+from tests.flows.linux_patching.fake_post_hosts import (
+    fake_systemctl,
+    install_fake_host,
+    rhel_host,
+    tree_digest,
+)
+from tests.flows.scripts.fake_linux_hosts import RHEL_KERNEL_LISTING, RHEL_OS_RELEASE
 from tests.providers.aws.ssm_fixtures import FAST_POLL
-from tests.scripts.fake_linux_hosts import RHEL_KERNEL_LISTING, RHEL_OS_RELEASE
 from tests.ssm_emulator import EmulatedInstance, SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")

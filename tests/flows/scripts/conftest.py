@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts.fake_linux_hosts import (
+from tests.flows.scripts.fake_linux_hosts import (
     LinuxSandbox,
     build_al2_host,
     build_rhel_host,

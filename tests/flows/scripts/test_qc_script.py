@@ -10,7 +10,7 @@ import pytest
 
 from flows.linux_patching.qc_report import FACTS_BEGIN
 from flows.parsers import parse_qc_report
-from tests.scripts.fake_linux_hosts import (
+from tests.flows.scripts.fake_linux_hosts import (
     GB_KB,
     LinuxSandbox,
     apt_get,

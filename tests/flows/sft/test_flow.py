@@ -2,7 +2,7 @@
 emulator running the real SFT scripts on fake hosts.
 
 A fake host is an emulated instance whose sandbox holds an ``/etc/os-release`` and, on its
-PATH, the fake commands of ``tests/scripts/sft_fakes`` (``systemctl`` plays the agent and
+PATH, the fake commands of ``tests/flows/scripts/sft_fakes`` (``systemctl`` plays the agent and
 enrolls on start, ``dnf``/``rpm`` install into the sandbox). Hosts are brought to a state
 (healthy, stopped, ...) by running the real install script in the sandbox before the flow
 runs, outside SSM, so the emulator's counters show only what the flow sent.
@@ -45,7 +45,7 @@ from flows.sft.result import SftFixerResult, SftVerdict
 from flows.sft.token import REDACTED, EnrollmentTokenMissingError
 from flows.store import Store
 from providers.base import Platform, Target
-from tests.scripts.test_sft_scripts import COMMON_TOOLS, FAKES, FAMILY_TOOLS, OS_RELEASE
+from tests.flows.scripts.test_sft_scripts import COMMON_TOOLS, FAKES, FAMILY_TOOLS, OS_RELEASE
 from tests.ssm_emulator import EmulatedInstance, SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")

@@ -1,4 +1,4 @@
-"""parse_post_report on recorded post_qc.sh outputs (tests/parsers/samples/post/)."""
+"""parse_post_report on recorded post_qc.sh outputs (tests/flows/linux_patching/samples/post/)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flows.changes import ChangeFileError, load_change_input
-from tests.changes.conftest import OLD_TOOL_LAYOUT_A
+from tests.flows.changes.conftest import OLD_TOOL_LAYOUT_A
 
 
 def test_a_path_to_a_file_with_bom_and_crlf_is_read(tmp_path, two_instance_change):

@@ -28,7 +28,7 @@ from flows.store.database import (
 )
 from flows.store.tables import metadata
 from providers.base import ResultStatus
-from tests.store.conftest import make_result
+from tests.flows.store.conftest import make_result
 
 FIRST_REVISION = "0001"
 

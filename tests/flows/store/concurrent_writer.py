@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flows.store import Store
-from tests.store.conftest import make_result
+from tests.flows.store.conftest import make_result
 
 
 def write_runs(url: str, writer: int, runs: int, instances: int, start_event) -> int:

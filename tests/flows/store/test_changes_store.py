@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from flows.changes import ChangeFileError, load_change_input
 from flows.store import Store
 from flows.store.tables import metadata
-from tests.store.conftest import make_change
+from tests.flows.store.conftest import make_change
 
 
 def test_a_saved_change_loads_back_in_file_order(store: Store):

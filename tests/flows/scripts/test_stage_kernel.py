@@ -10,7 +10,7 @@ import pytest
 
 from flows.linux_patching.kernels import read_staged_kernel
 from flows.parsers import parse_collected_prep_files, parse_qc_report
-from tests.scripts.fake_linux_hosts import LinuxSandbox
+from tests.flows.scripts.fake_linux_hosts import LinuxSandbox
 
 CHANGE = "CHG0012345"
 RHEL_TARGET = "4.18.0-553.45.1.el8_10"

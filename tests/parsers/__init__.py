@@ -1,1 +1,0 @@
-"""Tests of the parsers of remote script output."""
