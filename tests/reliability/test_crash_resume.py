@@ -26,6 +26,7 @@ from prefect.states import Crashed, StateType
 from sqlalchemy import text
 
 from flows.store import Store
+from providers.base import Target
 from tests.reliability.figures import Figures
 from tests.reliability.fleet import PRINT_OWN_ID, build_fleet, chunks_for, times_run
 from tests.reliability.flow_processes import (
@@ -78,6 +79,70 @@ def _logs_of(flow_run_id: UUID) -> list[str]:
     return [entry.message for entry in logs]
 
 
+def run_and_kill_after_every_send(
+    world: SsmWorld, flow_run_id: UUID, chunks: int, log: Path
+) -> float:
+    """Run the flow run the worker's way and SIGKILL it once every command is sent and
+    recorded; returns how long the sending took."""
+    process = start_flow_run(flow_run_id, log)
+    try:
+        to_send = _wait_for_every_send(world, process, str(flow_run_id), chunks, log)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    with get_client(sync_client=True) as client:
+        killed = client.read_flow_run(flow_run_id)
+    assert killed.state is not None and killed.state.type is StateType.RUNNING
+    with Store.default() as store:
+        [run] = store.runs_for_change(CHANGE)
+        assert run.status == "running" and store.executions(run.id) == []
+    return to_send
+
+
+def retry_as_an_operator_would(flow_run_id: UUID) -> None:
+    """What a worker reports for a process that died, then ``prefect flow-run retry``."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Crashed(message="worker process killed"))
+    retry = subprocess.run(
+        [
+            str(PREFECT_CLI),
+            "--no-prompt",
+            "flow-run",
+            "retry",
+            str(flow_run_id),
+            "--entrypoint",
+            RUN_SCRIPT_ENTRYPOINT,
+        ],
+        cwd=REPO_ROOT,
+        env=worker_environment(),
+        capture_output=True,
+        text=True,
+        timeout=RESUME_SECONDS,
+        check=False,
+    )
+    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
+
+
+def check_every_instance_ran_once(
+    world: SsmWorld, flow_run_id: UUID, targets: list[Target], sent_before: dict[str, list[str]]
+) -> None:
+    with get_client(sync_client=True) as client:
+        finished = client.read_flow_run(flow_run_id)
+    assert finished.state is not None and finished.state.type is StateType.COMPLETED
+    assert finished.run_count == 2
+    with Store.default() as store:
+        [run] = store.runs_for_change(CHANGE)
+        executions = store.executions(run.id)
+    assert (run.status, run.success_count, run.failure_count) == ("success", FLEET, 0)
+    assert sorted(e.instance_id for e in executions) == sorted(t.instance_id for t in targets)
+    for execution in executions:
+        assert execution.status.value == "success"
+        assert execution.stdout.strip() == execution.instance_id
+        assert execution.instance_id in sent_before[execution.command_id or ""]
+    assert {times_run(world.instance(t.instance_id)) for t in targets} == {1}
+
+
 def test_a_killed_run_retried_re_attaches_and_sends_nothing_twice(
     ssm_world: SsmWorld, bridged_aws: str, tmp_path: Path
 ):
@@ -94,73 +159,23 @@ def test_a_killed_run_retried_re_attaches_and_sends_nothing_twice(
             "timeout_seconds": 60,
         }
     )
-    run_key = str(flow_run.id)
-
-    # 1. The worker's way of running it, killed once everything is sent and recorded.
-    first_log = tmp_path / "first-attempt.log"
     started = time.monotonic()
-    process = start_flow_run(flow_run.id, first_log)
-    try:
-        to_send = _wait_for_every_send(ssm_world, process, run_key, chunks, first_log)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-
-    with get_client(sync_client=True) as client:
-        killed = client.read_flow_run(flow_run.id)
-    assert killed.state is not None and killed.state.type is StateType.RUNNING
-    with Store.default() as store:
-        [run] = store.runs_for_change(CHANGE)
-        assert run.status == "running" and store.executions(run.id) == []
+    to_send = run_and_kill_after_every_send(
+        ssm_world, flow_run.id, chunks, tmp_path / "first-attempt.log"
+    )
     sent_before = {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands}
     assert len(sent_before) == chunks
 
-    # 2. What its worker reports for a process that died, then the operator's retry.
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.id, Crashed(message="worker process killed"))
-    retry = subprocess.run(
-        [
-            str(PREFECT_CLI),
-            "--no-prompt",
-            "flow-run",
-            "retry",
-            run_key,
-            "--entrypoint",
-            RUN_SCRIPT_ENTRYPOINT,
-        ],
-        cwd=REPO_ROOT,
-        env=worker_environment(),
-        capture_output=True,
-        text=True,
-        timeout=RESUME_SECONDS,
-        check=False,
-    )
+    retry_as_an_operator_would(flow_run.id)
     wall = time.monotonic() - started
-    assert retry.returncode == 0, retry.stdout[-3000:] + retry.stderr[-3000:]
 
-    # Nothing was sent twice, and each instance ran the script once.
+    # Nothing was sent twice, and the retry said so for every chunk.
     assert {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands} == sent_before
     assert set(ssm_world.send_commands_per_instance.values()) == {1}
     assert len(ssm_world.send_commands_per_instance) == FLEET
-    assert {times_run(ssm_world.instance(t.instance_id)) for t in targets} == {1}
-    # The retry said so for every chunk.
     reattached = [m for m in _logs_of(flow_run.id) if m.startswith("re-attaching to command")]
     assert len(reattached) == chunks
-
-    with get_client(sync_client=True) as client:
-        finished = client.read_flow_run(flow_run.id)
-    assert finished.state is not None and finished.state.type is StateType.COMPLETED
-    assert finished.run_count == 2
-    with Store.default() as store:
-        [run] = store.runs_for_change(CHANGE)
-        executions = store.executions(run.id)
-    assert (run.status, run.success_count, run.failure_count) == ("success", FLEET, 0)
-    assert sorted(e.instance_id for e in executions) == sorted(t.instance_id for t in targets)
-    for execution in executions:
-        assert execution.status.value == "success"
-        assert execution.stdout.strip() == execution.instance_id
-        assert execution.instance_id in sent_before[execution.command_id or ""]
+    check_every_instance_ran_once(ssm_world, flow_run.id, targets, sent_before)
 
     Figures.of(
         "process killed after sending, run retried",

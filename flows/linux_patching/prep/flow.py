@@ -112,6 +112,30 @@ class PrepRun:
         return artifact_key("linux-qc-prep", self.change, name)
 
 
+def start(
+    run: WorkflowRun, params: PrepParameters, require_crowdstrike: bool, targets: Sequence[Target]
+) -> PrepRun:
+    """The prep run of a change, its step progress shown from the start."""
+    assert run.change is not None  # validate_prep_parameters requires a number or a CSV
+    get_run_logger().info(
+        "change %s: %d instance(s) through %s; steps %s",
+        run.change,
+        len(targets),
+        run.provider.name,
+        ", ".join(s.value for s in params.steps),
+    )
+    return PrepRun(
+        run=run,
+        params=params,
+        require_crowdstrike=require_crowdstrike,
+        progress=StepProgress(
+            artifact_key("linux-qc-prep", run.change, "progress"),
+            steps=len(params.steps) + 2,
+            description=f"{run.change}: prep steps done",
+        ),
+    )
+
+
 # --- 2. Connectivity check ----------------------------------------------------------------------
 
 
@@ -151,6 +175,23 @@ def run_initial_qc(
     }
     prep.run.record_step(PrepStep.INITIAL_QC.value, [*not_sent, *batch.results], parsed)
     return verdicts
+
+
+def qc_child_parameters(prep: PrepRun, provider: str | ProviderBlock | None) -> dict[str, Any]:
+    """The parameters of this run that its per-account QC children run with."""
+    params = prep.params
+    return {
+        "change_number": prep.change,
+        "provider": provider,
+        "qc_engine": params.qc_engine,
+        "patcher_url": params.patcher_url,
+        "workdir": params.workdir,
+        "require_crowdstrike": prep.require_crowdstrike,
+        "min_var_free_gb": params.min_var_free_gb,
+        "patcher_args": params.patcher_args,
+        "patcher_sha256": params.patcher_sha256,
+        "qc_timeout_seconds": params.qc_timeout_seconds,
+    }
 
 
 def qc_fanned_out(
@@ -245,6 +286,24 @@ def form_kernel_groups(instances: Sequence[InstanceQc]) -> list[KernelGroup]:
         i.instance_id: i.report for i in instances if i.passed and i.report is not None
     }
     return group_kernels(reports)
+
+
+def group_kernels_of(prep: PrepRun, instances: list[InstanceQc]) -> PrepResult:
+    """The run's result so far: every verdict and the kernel groups, published at once."""
+    result = PrepResult(
+        change_number=prep.change,
+        provider=prep.run.provider.name,
+        flow_run=prep.run.run_name,
+        steps=list(prep.params.steps),
+        qc_engine=prep.params.qc_engine,
+        workdir=prep.params.workdir,
+        require_crowdstrike=prep.require_crowdstrike,
+        instances=instances,
+        groups=form_kernel_groups(instances),
+    )
+    for table in qc_tables(prep, result):
+        publish_table(table.key, table.rows, table.description)
+    return result
 
 
 # --- 5. Kernel staging ---------------------------------------------------------------------------
@@ -474,23 +533,8 @@ def linux_qc_patching_prep(
     targets, change = select_targets(
         chosen, store, targets=instances, change_number=params.change_number, change_csv=change_csv
     )
-    prep = PrepRun(
-        run=WorkflowRun.begin(PREP_WORKFLOW, chosen, store, change),
-        params=params,
-        require_crowdstrike=require_crowdstrike,
-        progress=StepProgress(
-            artifact_key("linux-qc-prep", change or "", "progress"),
-            steps=len(params.steps) + 2,
-            description=f"{change}: prep steps done",
-        ),
-    )
-    get_run_logger().info(
-        "change %s: %d instance(s) through %s; steps %s",
-        change,
-        len(targets),
-        chosen.name,
-        ", ".join(s.value for s in params.steps),
-    )
+    run = WorkflowRun.begin(PREP_WORKFLOW, chosen, store, change)
+    prep = start(run, params, require_crowdstrike, targets)
 
     # 2. Connectivity check
     reachable, left_out, not_sent = connectivity(prep, targets)
@@ -499,35 +543,13 @@ def linux_qc_patching_prep(
     # 3. Initial QC
     fan_out = None
     if params.runs(PrepStep.INITIAL_QC) and fans_out(fan_out_per_account, targets):
-        fan_out = {
-            "change_number": change,
-            "provider": provider,
-            "qc_engine": params.qc_engine,
-            "patcher_url": patcher_url,
-            "workdir": params.workdir,
-            "require_crowdstrike": require_crowdstrike,
-            "min_var_free_gb": min_var_free_gb,
-            "patcher_args": patcher_args,
-            "patcher_sha256": patcher_sha256,
-            "qc_timeout_seconds": qc_timeout_seconds,
-        }
+        fan_out = qc_child_parameters(prep, provider)
     verdicts = {**initial_qc(prep, targets, reachable, not_sent, fan_out), **left_out}
-    instances_qc = [verdicts[t.instance_id] for t in targets if t.instance_id in verdicts]
 
     # 4. Kernel groups, shown at once so a person choosing kernels sees the QC while it waits
-    result = PrepResult(
-        change_number=prep.change,
-        provider=chosen.name,
-        flow_run=prep.run.run_name,
-        steps=list(params.steps),
-        qc_engine=params.qc_engine,
-        workdir=params.workdir,
-        require_crowdstrike=require_crowdstrike,
-        instances=instances_qc,
-        groups=form_kernel_groups(instances_qc),
+    result = group_kernels_of(
+        prep, [verdicts[t.instance_id] for t in targets if t.instance_id in verdicts]
     )
-    for table in qc_tables(prep, result):
-        publish_table(table.key, table.rows, table.description)
 
     # 5. Kernel staging
     if params.runs(PrepStep.STAGE_KERNELS):

@@ -240,20 +240,8 @@ def patchme_kernel(fleet: Fleet, key: str, workdir: str = "/root") -> str | None
     return match.group(1) if match else None
 
 
-def test_twelve_instances_over_two_accounts_qc_group_stage_and_report(
-    twelve: Fleet, data_dir: Path
-) -> None:
-    result = linux_qc_patching_prep(
-        change_number=CHANGE,
-        instances=twelve.targets(),
-        provider=twelve.block,
-        kernel_choices={
-            RHEL8_GROUP: "4.18.0-553.16.1.el8_10",
-            AL2_GROUP: "kernel-4.14.348-265.562.amzn2.x86_64",
-        },
-    )
-
-    verdicts = {twelve.key_of(i.instance_id): i.verdict for i in result.instances}
+def check_the_qc_verdicts(fleet: Fleet, result: PrepResult) -> dict[str, QcVerdict]:
+    verdicts = {fleet.key_of(i.instance_id): i.verdict for i in result.instances}
     assert verdicts == {
         **{k: QcVerdict.PASSED for k in ("a-rhel-1", "a-rhel-2", "a-rhel-3", "a-al2")},
         **{k: QcVerdict.PASSED for k in ("b-rhel-1", "b-rhel-2", "b-ubuntu", "b-rhel9")},
@@ -262,42 +250,49 @@ def test_twelve_instances_over_two_accounts_qc_group_stage_and_report(
         "a-offline": QcVerdict.UNREACHABLE,
         "b-windows": QcVerdict.NOT_APPLICABLE,
     }
-    reasons = {twelve.key_of(i.instance_id): " ".join(i.reasons) for i in result.instances}
+    reasons = {fleet.key_of(i.instance_id): " ".join(i.reasons) for i in result.instances}
     assert "disk space check FAILED" in reasons["a-rhel-lowdisk"]
     assert "CrowdStrike is not running" in reasons["b-al2-nocs"]
     assert "Windows" in reasons["b-windows"]
     # Neither the offline nor the Windows server was ever sent anything.
-    assert twelve.sent("a-offline") == 0 and twelve.sent("b-windows") == 0
+    assert fleet.sent("a-offline") == 0 and fleet.sent("b-windows") == 0
+    return verdicts
 
+
+def check_the_kernel_groups(fleet: Fleet, result: PrepResult) -> None:
     groups = {g.name: g for g in result.groups}
     assert list(groups) == [AL2_GROUP, RHEL8_GROUP, RHEL9_GROUP, UBUNTU_GROUP]
-    rhel_ids = {twelve.instances[k].instance_id for k in ("a-rhel-1", "a-rhel-2", "a-rhel-3")}
-    rhel_ids |= {twelve.instances[k].instance_id for k in ("b-rhel-1", "b-rhel-2")}
-    assert set(groups[RHEL8_GROUP].instance_ids) == rhel_ids
+    rhel = ("a-rhel-1", "a-rhel-2", "a-rhel-3", "b-rhel-1", "b-rhel-2")
+    assert set(groups[RHEL8_GROUP].instance_ids) == {fleet.instances[k].instance_id for k in rhel}
     # The union of the group's lists, sorted as versions (553.8 < 553.16 < 553.45).
     assert groups[RHEL8_GROUP].available_kernels == RHEL8_KERNELS
     assert groups[UBUNTU_GROUP].available_kernels == ["5.15.0-102-generic", "5.15.0-105-generic"]
     assert groups[RHEL9_GROUP].available_kernels == []
 
+
+def check_the_staging(fleet: Fleet, result: PrepResult) -> None:
     # Staging wrote the chosen kernel in every instance of the chosen groups, and only there.
     for key in ("a-rhel-1", "a-rhel-2", "a-rhel-3", "b-rhel-1", "b-rhel-2"):
-        assert patchme_kernel(twelve, key) == "4.18.0-553.16.1.el8_10"
-    assert patchme_kernel(twelve, "a-al2") == "4.14.348-265.562.amzn2"
+        assert patchme_kernel(fleet, key) == "4.18.0-553.16.1.el8_10"
+    assert patchme_kernel(fleet, "a-al2") == "4.14.348-265.562.amzn2"
     for key in ("b-ubuntu", "b-rhel9", "a-rhel-lowdisk", "b-al2-nocs"):
-        assert patchme_kernel(twelve, key) is None
+        assert patchme_kernel(fleet, key) is None
     decisions = {d.group: d for d in result.decisions}
     assert decisions[UBUNTU_GROUP].reason == "no kernel was chosen for this group"
     assert "no kernel update is available" in (decisions[RHEL9_GROUP].reason or "")
     assert len(result.staged_kernels()) == 6
     # Staging installs nothing and reboots nothing.
-    for key in twelve.instances:
-        calls = twelve.calls(key)
+    for key in fleet.instances:
+        calls = fleet.calls(key)
         assert not [c for c in calls if "install" in c or c.startswith(("reboot", "shutdown"))]
-
     # The QC report was saved on each server in the change folder.
-    saved = twelve.server_file("b-ubuntu", f"/root/{CHANGE}/qc_report.txt").read_text()
+    saved = fleet.server_file("b-ubuntu", f"/root/{CHANGE}/qc_report.txt").read_text()
     assert saved.startswith("===== QC report for b-ubuntu =====")
 
+
+def check_the_reports(
+    fleet: Fleet, result: PrepResult, verdicts: dict[str, QcVerdict], data_dir: Path
+) -> None:
     final = Path(result.final_report or "")
     assert re.fullmatch(rf"qc_final_report_{CHANGE}_\d{{8}}T\d{{6}}Z\.md", final.name)
     assert final.parent == data_dir / "reports"
@@ -313,18 +308,40 @@ def test_twelve_instances_over_two_accounts_qc_group_stage_and_report(
     for heading in ("## Intake", "## Connectivity check", "## Initial QC", "## Kernel groups"):
         assert heading in summary
     assert "## Kernel staging" in summary
-    assert twelve.instances["a-offline"].instance_id in summary
+    assert fleet.instances["a-offline"].instance_id in summary
 
+
+def check_the_store(fleet: Fleet) -> None:
     # The store holds each step per instance; the post flow reads the QC and the staged kernel.
     store = Store.default()
     qc = store.latest_executions(CHANGE, WORKFLOW, "initial_qc")
     assert len(qc) == 12
-    rhel1 = twelve.instances["a-rhel-1"].instance_id
+    rhel1 = fleet.instances["a-rhel-1"].instance_id
     report = QcReport.model_validate(qc[rhel1].parsed)
     assert report.passed and report.available_kernels == RHEL8_KERNELS
     staged = store.latest_executions(CHANGE, WORKFLOW, "stage_kernels")
-    assert staged[rhel1].parsed["kernel"] == "4.18.0-553.16.1.el8_10"
+    assert (staged[rhel1].parsed or {})["kernel"] == "4.18.0-553.16.1.el8_10"
     assert len(store.latest_executions(CHANGE, WORKFLOW, "final_report")) == 10
+
+
+def test_twelve_instances_over_two_accounts_qc_group_stage_and_report(
+    twelve: Fleet, data_dir: Path
+) -> None:
+    result = linux_qc_patching_prep(
+        change_number=CHANGE,
+        instances=twelve.targets(),
+        provider=twelve.block,
+        kernel_choices={
+            RHEL8_GROUP: "4.18.0-553.16.1.el8_10",
+            AL2_GROUP: "kernel-4.14.348-265.562.amzn2.x86_64",
+        },
+    )
+
+    verdicts = check_the_qc_verdicts(twelve, result)
+    check_the_kernel_groups(twelve, result)
+    check_the_staging(twelve, result)
+    check_the_reports(twelve, result, verdicts, data_dir)
+    check_the_store(twelve)
 
 
 def test_artifacts_tell_the_run(twelve: Fleet) -> None:
