@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -58,7 +59,10 @@ def check_connectivity(
 
     groups = group_targets(linux)
     reachable_ids: set[str] = set()
-    with ThreadPoolTaskRunner(max_workers=concurrency_limit(provider)) as runner:
+    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=concurrency_limit(provider)
+    )
+    with task_runner as runner:
         plans = {
             key: runner.submit(
                 prepare_group,

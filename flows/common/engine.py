@@ -55,7 +55,7 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
     return False
 
 
-TRANSIENT_RETRIES = dict(
+TRANSIENT_RETRIES: dict[str, Any] = dict(
     retries=5,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
@@ -174,7 +174,10 @@ def run_on_targets(
     Call from inside a flow. Groups, chunks and commands run concurrently, at most
     ``concurrency_limit(provider)`` task runs at a time.
     """
-    with ThreadPoolTaskRunner(max_workers=concurrency_limit(provider)) as runner:
+    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=concurrency_limit(provider)
+    )
+    with task_runner as runner:
         return _run_on_targets(
             runner, provider, targets, request, store, progress_key, run_key or current_run_key()
         )

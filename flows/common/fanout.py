@@ -181,6 +181,7 @@ def run_per_account(
             idempotency_key=f"{parent_id}:{run_key}:{part.label}",
             timeout=0,  # start them all now; they are awaited together below
         )
+        assert isinstance(child, FlowRun)  # called from sync flow code: not a coroutine
         logger.info(
             "account %s: %d target(s) in child flow run %s",
             part.label,

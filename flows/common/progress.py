@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -23,8 +24,9 @@ class InstanceProgress:
         self._done: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._shown = -1
-        self._artifact_id: UUID = create_progress_artifact(
-            progress=0.0, key=key, description=description
+        # Called from sync flow code, so Prefect's dispatcher returns the id, not a coroutine.
+        self._artifact_id = cast(
+            UUID, create_progress_artifact(progress=0.0, key=key, description=description)
         )
 
     def add(self, results: Sequence[ScriptResult]) -> None:
@@ -49,7 +51,9 @@ class StepProgress:
     def __init__(self, key: str, steps: int, description: str) -> None:
         self._total = max(steps, 1)
         self._done = 0
-        self._id: UUID = create_progress_artifact(progress=0.0, key=key, description=description)
+        self._id = cast(
+            UUID, create_progress_artifact(progress=0.0, key=key, description=description)
+        )
 
     def step_done(self) -> None:
         self._done = min(self._total, self._done + 1)

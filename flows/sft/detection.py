@@ -83,13 +83,13 @@ class SftState(BaseModel):
     windows_version: str | None = None
     error: str | None = None
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def enrolled(self) -> bool | None:
         """The agent holds a device token, which it receives when its enrollment succeeds."""
         return self.device_token_present
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def healthy(self) -> bool:
         """Installed, running and enrolled.
@@ -99,7 +99,7 @@ class SftState(BaseModel):
         """
         return self.installed is True and self.status is SftStatus.RUNNING and bool(self.enrolled)
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def needs(self) -> SftNeed:
         """The ``auto`` rule: install when missing; reset when installed but stopped or not
@@ -114,7 +114,7 @@ class SftState(BaseModel):
             return SftNeed.NOTHING
         return SftNeed.UNKNOWN
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def summary(self) -> str:
         """One line for a report: what was found and why the ``auto`` action does what it does."""

@@ -10,6 +10,7 @@ AWS provider anyone allowed ``ssm:ListCommands`` in the target account can read 
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from prefect.blocks.system import Secret
 from prefect.exceptions import ObjectNotFound
@@ -36,7 +37,8 @@ def load_enrollment_token(token_block: str) -> str:
     value: object = None
     if token_block.strip():
         try:
-            block = Secret.load(token_block.strip(), _sync=True)
+            # _sync: flow code is sync, even when an event loop runs underneath it.
+            block = cast(Secret, Secret.load(token_block.strip(), _sync=True))  # type: ignore[call-arg]
         except ValueError as exc:
             # Prefect reports a missing block document as a ValueError from ObjectNotFound.
             if not isinstance(exc.__cause__, ObjectNotFound):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import ResultStatus, ScriptResult
 
@@ -53,3 +53,19 @@ class ExecutionRecord(BaseModel):
     def to_result(self) -> ScriptResult:
         """The execution as the provider reported it."""
         return ScriptResult.model_validate(self.model_dump(exclude={"id", "run_id", "parsed"}))
+
+
+class DecisionRecord(BaseModel):
+    """A decision a person took during a run: who, what, why and when."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    id: int
+    flow_run_id: str
+    workflow: str
+    change_number: str | None
+    kind: str = Field(description="approval, halt, ...")
+    decision: str = Field(description="approved, continue, abort, ...")
+    approver: str
+    reason: str
+    decided_at: datetime

@@ -23,10 +23,11 @@ from sqlmodel import Session, col, select
 from flows.changes import ChangeSpec, validate_change_number
 from flows.common.settings import get_settings
 from flows.store.database import StoreError, describe_url, open_store_engine
-from flows.store.records import ExecutionRecord, RunRecord
+from flows.store.records import DecisionRecord, ExecutionRecord, RunRecord
 from flows.store.tables import (
     ChangeInstanceRow,
     ChangeRow,
+    DecisionRow,
     ExecutionRow,
     SentCommandRow,
     StoreTable,
@@ -59,6 +60,8 @@ _RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
         "its credentials",
     ),
     "run key": (_KEY, 200, "use letters, digits, '-', '_', '.', ':' or '/' (at most 200)"),
+    "kind": (_NAME, 32, _LOWERCASE_NAME),
+    "decision": (_NAME, 32, _LOWERCASE_NAME),
 }
 
 
@@ -122,7 +125,7 @@ class Store:
                 session.flush()
             session.exec(
                 delete(ChangeInstanceRow).where(
-                    ChangeInstanceRow.change_number == spec.change_number
+                    col(ChangeInstanceRow.change_number) == spec.change_number
                 )
             )
             session.add_all(
@@ -146,7 +149,7 @@ class Store:
             rows = session.exec(
                 select(ChangeInstanceRow)
                 .where(ChangeInstanceRow.change_number == change_number)
-                .order_by(ChangeInstanceRow.position)
+                .order_by(col(ChangeInstanceRow.position))
             ).all()
         targets = [
             Target(
@@ -237,7 +240,7 @@ class Store:
             if instance_ids:
                 session.exec(
                     delete(ExecutionRow)
-                    .where(ExecutionRow.run_id == run_id)
+                    .where(col(ExecutionRow.run_id) == run_id)
                     .where(col(ExecutionRow.instance_id).in_(instance_ids))
                 )
             session.add_all(
@@ -268,7 +271,7 @@ class Store:
             rows = session.exec(
                 select(WorkflowRunRow)
                 .where(WorkflowRunRow.change_number == change_number)
-                .order_by(WorkflowRunRow.started_at, WorkflowRunRow.id)
+                .order_by(col(WorkflowRunRow.started_at), col(WorkflowRunRow.id))
             ).all()
             return [RunRecord.model_validate(row) for row in rows]
 
@@ -278,7 +281,7 @@ class Store:
             rows = session.exec(
                 select(ExecutionRow)
                 .where(ExecutionRow.run_id == run_id)
-                .order_by(ExecutionRow.instance_id)
+                .order_by(col(ExecutionRow.instance_id))
             ).all()
             return [ExecutionRecord.model_validate(row) for row in rows]
 
@@ -304,6 +307,50 @@ class Store:
                 if row.instance_id not in latest:
                     latest[row.instance_id] = ExecutionRecord.model_validate(row)
             return latest
+
+    # Decisions
+
+    def record_decision(
+        self,
+        flow_run_id: str,
+        workflow: str,
+        change_number: str | None,
+        *,
+        kind: str,
+        decision: str,
+        approver: str,
+        reason: str,
+    ) -> DecisionRecord:
+        """Record a decision a person took during a run (an approval, continue or abort)."""
+        _check("flow run id", flow_run_id)
+        for label, value in (("workflow", workflow), ("kind", kind), ("decision", decision)):
+            _check(label, value)
+        if change_number is not None:
+            validate_change_number(change_number)
+        row = DecisionRow(
+            flow_run_id=flow_run_id,
+            workflow=workflow,
+            change_number=change_number,
+            kind=kind,
+            decision=decision,
+            approver=_one_line("approver", approver, 100),
+            reason=_one_line("reason", reason, 2000, empty_ok=True),
+            decided_at=datetime.now(UTC),
+        )
+        with self._transaction() as session:
+            session.add(row)
+            session.flush()
+            return DecisionRecord.model_validate(row)
+
+    def decisions_for_change(self, change_number: str) -> list[DecisionRecord]:
+        """Every decision recorded for a change, oldest first."""
+        with self._session() as session:
+            rows = session.exec(
+                select(DecisionRow)
+                .where(col(DecisionRow.change_number) == change_number)
+                .order_by(col(DecisionRow.decided_at), col(DecisionRow.id))
+            ).all()
+            return [DecisionRecord.model_validate(row) for row in rows]
 
     # Sent commands
 
@@ -436,3 +483,13 @@ def _check(label: str, value: str) -> None:
     # The value is not repeated: it may be a credential passed by mistake.
     length = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
     raise ValueError(f"the {label} given ({length}) is not something the store records; {expected}")
+
+
+def _one_line(label: str, value: str, longest: int, *, empty_ok: bool = False) -> str:
+    """A person's free text (a name, a reason) as one stored line, or ``ValueError``."""
+    text = " ".join(str(value).split())
+    if not text and not empty_ok:
+        raise ValueError(f"the {label} is empty: say who decided")
+    if len(text) > longest:
+        raise ValueError(f"the {label} is {len(text)} characters; at most {longest}")
+    return _storable(text)

@@ -146,3 +146,20 @@ class SentCommandRow(StoreTable, table=True):
     deadline: datetime = Field(sa_type=UtcDateTime, nullable=False)
     output_s3_bucket: str | None = Field(default=None, sa_type=String(255), nullable=True)
     output_s3_prefix: str | None = Field(default=None, sa_type=String(1024), nullable=True)
+
+
+class DecisionRow(StoreTable, table=True):
+    """A decision a person took during a run: an approval, a halt decision (revision 0003)."""
+
+    __tablename__ = "decision"
+    __table_args__ = (Index(None, "change_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    flow_run_id: str = Field(sa_type=String(64))
+    workflow: str = Field(sa_type=String(64))
+    change_number: str | None = Field(default=None, sa_type=String(50), nullable=True)
+    kind: str = Field(sa_type=String(32))
+    decision: str = Field(sa_type=String(32))
+    approver: str = Field(sa_type=String(100))
+    reason: str = Field(sa_type=Text)
+    decided_at: datetime = Field(sa_type=UtcDateTime, nullable=False)

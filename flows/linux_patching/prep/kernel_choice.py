@@ -20,12 +20,10 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
+from flows.common.pauses import PAUSE_POLL_SECONDS
 from flows.linux_patching.kernels import validate_kernel_version
 from flows.linux_patching.prep.kernel_groups import KernelGroup
 from flows.linux_patching.prep.parameters import KernelChoiceRequest
-
-# How often a paused run looks whether a person answered (Prefect's default is 10 s).
-PAUSE_POLL_SECONDS = 5
 
 
 class ChoiceSource(StrEnum):
@@ -169,7 +167,7 @@ def kernel_choice_form(
         default = wanted if wanted in options else options[-1]
         instances = ", ".join(group.instance_ids)
         fields[f"group_{index}"] = (
-            Literal[tuple(options)] | None,  # type: ignore[valid-type]
+            Literal[tuple(options)] | None,
             Field(
                 default=default,
                 alias=group.name,
@@ -180,7 +178,7 @@ def kernel_choice_form(
         lines.append(f"- **{group.name}** ({len(group.instance_ids)} instance(s)): {instances}")
     form: type[RunInput] = create_model("KernelChoice", __base__=RunInput, **fields)
     # Prefect shows a RunInput's description above the form when the run waits for input.
-    form._description = "\n".join(lines)  # type: ignore[assignment]
+    form._description = "\n".join(lines)
     return form
 
 
