@@ -33,7 +33,6 @@ from prefect.tasks import Task, exponential_backoff
 
 from flows.settings import get_settings
 from flows.store import Store
-from providers.aws.errors import is_transient
 from providers.base import (
     BatchResult,
     Chunk,
@@ -45,6 +44,7 @@ from providers.base import (
     ScriptRequest,
     ScriptResult,
     Target,
+    is_transient,
 )
 
 

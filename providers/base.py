@@ -8,16 +8,19 @@ can be its own retryable Prefect task and a resumed run can re-attach to what it
     progress = provider.poll(ref)                    # one poll round, terminal results so far
     results = provider.collect(ref)                  # poll with backoff until done or deadline
 
-``execute_script`` and ``execute_script_batch`` are those steps run in order, for callers that
-need no orchestration. This module imports nothing from Prefect.
+``run_request`` (and ``execute_script``/``execute_script_batch`` on top of it) runs those steps
+through ``providers.engine``, the one orchestration there is: the flows drive the same engine
+with each step as a Prefect task. This module imports nothing from Prefect.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -25,6 +28,9 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from providers.partitions import Environment
+
+# Steps of one run going on at once, unless a provider's settings say otherwise.
+DEFAULT_MAX_CONCURRENT_GROUPS = 8
 
 
 class Platform(StrEnum):
@@ -61,6 +67,12 @@ class ResultStatus(StrEnum):
     @property
     def is_success(self) -> bool:
         return self is ResultStatus.SUCCESS
+
+    @property
+    def reached(self) -> bool:
+        """The script ran to an exit code on the instance (``success`` or ``failed``), so its
+        output can be read; every other status means it never ran, or never finished."""
+        return self in (ResultStatus.SUCCESS, ResultStatus.FAILED)
 
 
 class CredentialSource(StrEnum):
@@ -203,12 +215,33 @@ class ScriptResult(BaseModel):
 
 
 class BatchStatus(StrEnum):
+    """Outcome of a run over many instances, from how many succeeded and how many did not."""
+
     SUCCESS = "success"
     PARTIAL = "partial"
     FAILED = "failed"
 
+    @classmethod
+    def of(cls, succeeded: int, failed: int) -> BatchStatus:
+        """``success`` when at least one instance succeeded and none failed; ``partial`` when
+        some succeeded and some failed; ``failed`` when none succeeded, which includes a run
+        over no instance at all (nothing was shown to work).
+
+        ``failed`` counts every instance that did not succeed, whatever the reason (a non-zero
+        exit, a timeout, an offline agent, a skipped target).
+        """
+        if succeeded < 0 or failed < 0:
+            raise ValueError(f"counts cannot be negative: {succeeded} succeeded, {failed} failed")
+        if succeeded and not failed:
+            return cls.SUCCESS
+        if succeeded:
+            return cls.PARTIAL
+        return cls.FAILED
+
 
 class BatchResult(BaseModel):
+    """Every instance's result of one run, its counts and its overall status."""
+
     status: BatchStatus
     results: list[ScriptResult]
     success_count: int
@@ -216,16 +249,17 @@ class BatchResult(BaseModel):
 
     @classmethod
     def from_results(cls, results: Iterable[ScriptResult]) -> BatchResult:
+        """The results in a stable order (account, region, instance) with ``BatchStatus.of``
+        their counts; an instance that did not succeed counts as a failure."""
         ordered = sorted(results, key=lambda r: (r.account_id, r.region, r.instance_id))
         ok = sum(1 for r in ordered if r.status.is_success)
         failed = len(ordered) - ok
-        if ordered and failed == 0:
-            status = BatchStatus.SUCCESS
-        elif ok:
-            status = BatchStatus.PARTIAL
-        else:
-            status = BatchStatus.FAILED
-        return cls(status=status, results=ordered, success_count=ok, failure_count=failed)
+        return cls(
+            status=BatchStatus.of(ok, failed),
+            results=ordered,
+            success_count=ok,
+            failure_count=failed,
+        )
 
 
 class Chunk(BaseModel):
@@ -277,10 +311,6 @@ class CommandProgress(BaseModel):
     results: list[ScriptResult] = Field(default_factory=list, description="newly final")
     pending: list[str] = Field(default_factory=list, description="not final yet")
 
-    @property
-    def done(self) -> bool:
-        return not self.pending
-
     @model_validator(mode="after")
     def _no_instance_twice(self) -> CommandProgress:
         finished = {r.instance_id for r in self.results}
@@ -307,7 +337,54 @@ class PollSchedule(BaseModel):
 
 
 class ProviderError(Exception):
-    """A provider could not do what was asked; the message says what and where."""
+    """A provider could not do what was asked; the message says what and where.
+
+    ``transient``: the failure may pass (throttling, a connection fault), so the same step may
+    be tried again; permanent ones (access denied, invalid input) are reported at once.
+
+    ``safe_to_repeat``: the provider knows the failed call changed nothing (AWS refused it by
+    throttling it), so repeating even a call that creates something, a send, cannot run the
+    script twice. After a connection fault nobody knows whether the call arrived: such an
+    error is transient but not safe to repeat, and a send is then reported, not repeated.
+    Reads (prepare, poll, collect) change nothing and are always safe to repeat.
+
+    ``code``: the backend's own error code, when it gave one (``ThrottlingException``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        safe_to_repeat: bool = False,
+        code: str | None = None,
+    ):
+        super().__init__(message)
+        self.transient = transient
+        self.safe_to_repeat = safe_to_repeat
+        self.code = code
+
+
+class CredentialError(ProviderError):
+    """Credentials for an environment or an account could not be had, or were refused."""
+
+
+class MissingCredentialsError(CredentialError):
+    """No source holds credentials for an environment (as opposed to credentials refused)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying the failed step again may help: only a ``ProviderError`` that says so.
+
+    Anything else (a bug, a refusal, an exception no provider classified) is permanent.
+    """
+    return isinstance(exc, ProviderError) and exc.transient
+
+
+def is_safe_to_resend(exc: BaseException) -> bool:
+    """Whether a failed send may be sent again without risk of running the script twice:
+    transient, and known to have changed nothing (``ProviderError.safe_to_repeat``)."""
+    return is_transient(exc) and isinstance(exc, ProviderError) and exc.safe_to_repeat
 
 
 class Provider(ABC):
@@ -330,7 +407,11 @@ class Provider(ABC):
 
     @abstractmethod
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
-        """Check targets and group them into chunks. Sends nothing."""
+        """Check targets and group them into chunks. Sends nothing.
+
+        What this provider cannot run (a malformed target, the wrong platform, an instance
+        it cannot reach) gets its result here, so it is never sent.
+        """
 
     @abstractmethod
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
@@ -347,7 +428,19 @@ class Provider(ABC):
         """Results for instances still running when the run's deadline passed."""
 
     def poll_schedule(self) -> PollSchedule:
+        """How often ``collect`` looks at a command; also the wait between retried steps."""
         return PollSchedule()
+
+    @property
+    def max_concurrent_groups(self) -> int:
+        """How many steps of a run (prepare, send, collect) go on at once by default."""
+        return DEFAULT_MAX_CONCURRENT_GROUPS
+
+    def target_problem(self, target: Target) -> str | None:
+        """Why this provider can never run anything on ``target`` (a malformed id, a place it
+        does not reach), or None. Decided from the target alone, with no call: a flow can
+        check its targets with it before it starts."""
+        return None
 
     def collect(
         self,
@@ -358,8 +451,6 @@ class Provider(ABC):
         on_progress: Callable[[CommandProgress], None] | None = None,
     ) -> list[ScriptResult]:
         """Poll ``ref`` with backoff until every instance is final or the deadline passes."""
-        import random
-
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         # A command just sent is never done: the first look waits one interval after the send
@@ -384,6 +475,29 @@ class Provider(ABC):
             sleep(min(next(delays), remaining))
         return [finished[i] for i in ref.instance_ids]
 
+    def run_request(
+        self,
+        targets: Sequence[Target],
+        request: ScriptRequest,
+        *,
+        max_workers: int | None = None,
+    ) -> BatchResult:
+        """Run ``request`` on every target and wait; every target gets exactly one result.
+
+        The engine of every workflow (``providers.engine.run_batch``) with each step run in a
+        pool of ``max_workers`` threads (default ``max_concurrent_groups``): (account, region)
+        groups are prepared concurrently, each chunk is sent once its group is prepared, and
+        each command is collected on the poll schedule once it is sent.
+        """
+        # The engine builds on this module, so it is imported when first needed.
+        from providers.engine import DirectSteps, run_batch
+
+        workers = max_workers or self.max_concurrent_groups
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"{self.name}-step"
+        ) as pool:
+            return run_batch(DirectSteps(self, pool), targets, request)
+
     def execute_script_batch(
         self,
         targets: Sequence[Target],
@@ -391,24 +505,12 @@ class Provider(ABC):
         interpreter: Interpreter | str = Interpreter.BASH,
         timeout: int = 300,
     ) -> BatchResult:
-        """Run ``script`` on every target and wait for all of them."""
+        """Run ``script`` on every target and wait for all of them (``run_request`` with the
+        default delivery timeout, no comment and no rate limits)."""
         request = ScriptRequest(
             script=script, interpreter=Interpreter(interpreter), timeout_seconds=timeout
         )
-        plan = self.prepare(targets, request)
-        results = list(plan.results)
-        refs = []
-        for chunk in plan.chunks:
-            try:
-                refs.append(self.send(chunk, request))
-            except ProviderError as exc:
-                results.extend(
-                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc))
-                    for t in chunk.targets
-                )
-        for ref in refs:
-            results.extend(self.collect(ref))
-        return BatchResult.from_results(results)
+        return self.run_request(targets, request)
 
     def execute_script(
         self,

@@ -199,20 +199,24 @@ class LocalProvider(Provider):
             and target.region in ("", LOCAL_REGION)
         )
 
+    def target_problem(self, target: Target) -> str | None:
+        """Why ``target`` is not this worker, the one machine this provider runs on, or None."""
+        if self.is_local(target):
+            return None
+        return (
+            f"the local provider runs scripts only on '{LOCAL_INSTANCE_ID}' (this worker); "
+            f"{target.label} is another machine: run it with the aws provider instead"
+        )
+
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
         """One chunk holding ``localhost``; refusals for every other target."""
         plan = Plan()
         local: Target | None = None
         for target in targets:
-            if not self.is_local(target):
+            problem = self.target_problem(target)
+            if problem is not None:
                 plan.results.append(
-                    ScriptResult.without_running(
-                        target,
-                        ResultStatus.ERROR,
-                        f"the local provider runs scripts only on '{LOCAL_INSTANCE_ID}' (this "
-                        f"worker); {target.label} is another machine: run it with the aws "
-                        "provider instead",
-                    )
+                    ScriptResult.without_running(target, ResultStatus.ERROR, problem)
                 )
                 continue
             if local is not None:
