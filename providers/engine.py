@@ -196,6 +196,11 @@ class DirectSteps:
         self._executor = executor
         self._attempts = attempts
         self._sleep = sleep
+        # Every command of the run polls on the same jittered schedule (relative to its own
+        # send). A run ends with its slowest command; with a schedule drawn per command, some
+        # command would nearly always draw a look just before it finished and wait a whole
+        # interval more. Different runs still draw different schedules.
+        self._poll_seed = random.random()
 
     def prepare(self, group: TargetGroup, request: ScriptRequest) -> Future[Plan]:
         """Submit the pre-check and chunking of one group."""
@@ -208,7 +213,12 @@ class DirectSteps:
 
     def collect(self, ref: CommandRef) -> Future[list[ScriptResult]]:
         """Submit the polling of one command until it is final or past its deadline."""
-        return self._submit(lambda: self._provider.collect(ref, sleep=self._sleep), is_transient)
+
+        def collect() -> list[ScriptResult]:
+            rng = random.Random(self._poll_seed).random
+            return self._provider.collect(ref, sleep=self._sleep, rng=rng)
+
+        return self._submit(collect, is_transient)
 
     def _submit(
         self, step: Callable[[], R], retry_if: Callable[[BaseException], bool]

@@ -479,6 +479,53 @@ def test_transient_faults_past_the_attempts_become_error_results() -> None:
 # -- the plain-Python entry points -------------------------------------------------------------
 
 
+class SlowCommands(FakeCloud):
+    """Every command is final at its third look; the waits between looks are recorded per
+    command, on a schedule with a lot of jitter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looks: Counter[str] = Counter()
+        self.waits: dict[str, list[float]] = {}
+
+    def poll_schedule(self) -> PollSchedule:
+        return PollSchedule(initial_seconds=0.05, max_seconds=0.2, factor=2.0, jitter=1.0)
+
+    def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
+        with self._lock:
+            self.looks[ref.command_id] += 1
+            if self.looks[ref.command_id] < 3:
+                return CommandProgress(ref=ref, pending=list(ref.instance_ids))
+        return super().poll(ref, finished)
+
+    def collect(
+        self,
+        ref: CommandRef,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] | None = None,
+        on_progress: Callable[[CommandProgress], None] | None = None,
+    ) -> list[ScriptResult]:
+        waits = self.waits.setdefault(ref.command_id, [])
+        return super().collect(ref, sleep=waits.append, rng=rng, on_progress=on_progress)
+
+
+def test_the_commands_of_a_run_poll_on_one_schedule() -> None:
+    # A run ends with its slowest command: were the jitter drawn per command, one of many
+    # would nearly always look just too early and wait a whole interval more.
+    cloud = SlowCommands()
+
+    run = Run(cloud, fleet(LAYOUT))
+    other = SlowCommands()
+    Run(other, fleet(LAYOUT))
+
+    assert run.batch.success_count == 6 and set(cloud.looks.values()) == {3}
+    # The waits between looks (the first wait counts from each command's own send).
+    between = {tuple(waits[-2:]) for waits in cloud.waits.values()}
+    assert len(cloud.waits) == 4 and len(between) == 1
+    assert between != {tuple(waits[-2:]) for waits in other.waits.values()}  # another run
+
+
 def test_run_request_runs_at_most_max_workers_steps_at_once() -> None:
     layout = {(A, f"us-east-{n}"): [f"i-{n}"] for n in range(1, 3)}
     layout.update({(B, f"us-west-{n}"): [f"i-w{n}"] for n in range(1, 3)})
