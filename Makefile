@@ -21,3 +21,5 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m black --check .
+# flows/common joins once it exists
+	$(PY) -m mypy providers blocks flows

@@ -260,7 +260,9 @@ class PerInstancePollingRunner:
                 refs = [ref for part in pool.map(launch, groups.values()) for ref in part]
             clients = {
                 (ref.account_id, ref.region): make_client(
-                    provider.resolver.session(ref.region, ref.account_id),
+                    provider.resolver.credentials_for(ref.region, ref.account_id).boto3_session(
+                        ref.region
+                    ),
                     "ssm",
                     ref.region,
                     provider.config,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from blocks.base import ProviderBlock
 from blocks.registry import register_provider
@@ -48,7 +48,9 @@ class AwsProviderBlock(ProviderBlock):
 
     _block_type_name = "AWS Provider"
     _block_type_slug = "aws-provider"
-    _logo_url = "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    _logo_url = HttpUrl(
+        "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
+    )
     _description = (
         "Credentials and settings for running scripts on EC2 instances through AWS SSM Run "
         "Command, in AWS Commercial (com) or AWS GovCloud (gov)."

@@ -69,12 +69,12 @@ _registrations_lock = threading.Lock()
 
 def register_provider(
     name: str,
-    factory: ProviderFactory | None = None,
+    factory: ProviderFactory,
     block_type: type[ProviderBlock] | None = None,
     *,
     prefer_saved_block: bool = False,
-) -> Callable[[ProviderFactory], ProviderFactory] | ProviderFactory:
-    """Make ``name`` resolvable by ``load_provider``; usable as a call or as a decorator.
+) -> None:
+    """Make ``name`` resolvable by ``load_provider``.
 
     Args:
         name: the short name flows use (``aws``, ``local``, ``ssh``).
@@ -85,13 +85,8 @@ def register_provider(
     """
     if not name or "/" in name:
         raise ValueError(f"provider name {name!r} must be non-empty and contain no '/'")
-
-    def add(fn: ProviderFactory) -> ProviderFactory:
-        with _registrations_lock:
-            _registrations[name] = ProviderRegistration(name, fn, block_type, prefer_saved_block)
-        return fn
-
-    return add if factory is None else add(factory)
+    with _registrations_lock:
+        _registrations[name] = ProviderRegistration(name, factory, block_type, prefer_saved_block)
 
 
 def registered_providers() -> dict[str, ProviderRegistration]:
@@ -133,12 +128,17 @@ def _load_block(block_class: type[ProviderBlock], name: str) -> ProviderBlock | 
     """The saved block ``name`` of ``block_class``, or None when there is none."""
     try:
         # _sync=True: this registry is called from sync flow code, even under an event loop.
-        return block_class.load(name, _sync=True)
+        # Prefect's dispatcher takes it without declaring it, hence the ignore.
+        loaded = block_class.load(name, _sync=True)  # type: ignore[call-arg]
     except ValueError as exc:
         # Prefect reports a missing block document as a ValueError raised from ObjectNotFound.
         if isinstance(exc.__cause__, ObjectNotFound):
             return None
         raise
+    if not isinstance(loaded, ProviderBlock):
+        # load() hands back a coroutine when it dispatches to its async twin.
+        raise TypeError(f"loading block {name!r} gave {type(loaded).__name__}, not a block")
+    return loaded
 
 
 def _not_found(reason: str) -> ProviderNotFoundError:

@@ -284,6 +284,7 @@ class _RowReader:
             self.change_numbers.setdefault(change_number, []).append(row)
         if len(self.problems) > before or None in (instance_id, account_id, region):
             return
+        assert instance_id is not None and account_id is not None and region is not None
         target = Target(
             instance_id=instance_id,
             account_id=account_id,

@@ -1,4 +1,4 @@
-"""The provider interface every execution backend implements, and the models it speaks.
+"""The provider interface every execution backend implements.
 
 A provider runs scripts on servers and tells who it is. Running is split in steps so that each
 can be its own retryable Prefect task and a resumed run can re-attach to what it already sent:
@@ -8,319 +8,52 @@ can be its own retryable Prefect task and a resumed run can re-attach to what it
     progress = provider.poll(ref)                    # one poll round, terminal results so far
     results = provider.collect(ref)                  # poll with backoff until done or deadline
 
-``execute_script`` and ``execute_script_batch`` are those steps run in order, for callers that
-need no orchestration. This module imports nothing from Prefect.
+``run_request`` (and ``execute_script``/``execute_script_batch`` on top of it) runs those steps
+through ``providers.engine``, the one orchestration there is: the flows drive the same engine
+with each step as a Prefect task. This module imports nothing from Prefect.
+
+The models (``providers.models``) and errors (``providers.errors``) are re-exported here:
+``from providers.base import Target, ScriptResult, ResultStatus`` is the public way in.
 """
 
 from __future__ import annotations
 
-import hashlib
+import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
+from providers.engine import DirectSteps, run_batch
+from providers.errors import CredentialError as CredentialError
+from providers.errors import MissingCredentialsError as MissingCredentialsError
+from providers.errors import ProviderError as ProviderError
+from providers.errors import is_safe_to_resend as is_safe_to_resend
+from providers.errors import is_transient as is_transient
+from providers.models import Account as Account
+from providers.models import BatchResult as BatchResult
+from providers.models import BatchStatus as BatchStatus
+from providers.models import Chunk as Chunk
+from providers.models import CommandProgress as CommandProgress
+from providers.models import CommandRef as CommandRef
+from providers.models import CredentialReport as CredentialReport
+from providers.models import CredentialSource as CredentialSource
+from providers.models import DiscoveryFilter as DiscoveryFilter
+from providers.models import Instance as Instance
+from providers.models import Interpreter as Interpreter
+from providers.models import Plan as Plan
+from providers.models import Platform as Platform
+from providers.models import PollSchedule as PollSchedule
+from providers.models import ResultStatus as ResultStatus
+from providers.models import ScriptRequest as ScriptRequest
+from providers.models import ScriptResult as ScriptResult
+from providers.models import Target as Target
 from providers.partitions import Environment
 
-
-class Platform(StrEnum):
-    LINUX = "linux"
-    WINDOWS = "windows"
-
-
-class Interpreter(StrEnum):
-    """How a script is run. bash, sh and python run on Linux; powershell on Windows."""
-
-    BASH = "bash"
-    SH = "sh"
-    PYTHON = "python"
-    POWERSHELL = "powershell"
-
-    @property
-    def platform(self) -> Platform:
-        return Platform.WINDOWS if self is Interpreter.POWERSHELL else Platform.LINUX
-
-
-class ResultStatus(StrEnum):
-    """Outcome of a script on one instance."""
-
-    SUCCESS = "success"
-    FAILED = "failed"  # ran and exited non-zero
-    TIMED_OUT = "timed_out"  # ran past its execution timeout, or the run's deadline passed
-    CANCELLED = "cancelled"
-    UNDELIVERABLE = "undeliverable"  # the agent never received it (delivery timeout, gone)
-    NOT_MANAGED = "not_managed"  # unknown to SSM: no agent, no instance profile, wrong account
-    OFFLINE = "offline"  # known to SSM but its agent is not Online
-    SKIPPED = "skipped"  # deliberately not sent (platform mismatch, not applicable)
-    ERROR = "error"  # we could not run it (credentials, API refusal, bad target)
-
-    @property
-    def is_success(self) -> bool:
-        return self is ResultStatus.SUCCESS
-
-    @property
-    def reached(self) -> bool:
-        """The script ran on the instance to an exit code (whatever the code)."""
-        return self in (ResultStatus.SUCCESS, ResultStatus.FAILED)
-
-
-class CredentialSource(StrEnum):
-    BLOCK = "block"
-    ENV = "env"
-    PROFILE = "profile"
-    DEFAULT_CHAIN = "default_chain"
-    LOCAL = "local"
-
-
-class Target(BaseModel):
-    """One server to run on. The local provider's only target is ``localhost``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    instance_id: str = Field(min_length=1, max_length=64)
-    account_id: str = Field(default="", max_length=12)
-    region: str = Field(default="", max_length=32)
-    platform: Platform = Platform.LINUX
-    name: str | None = Field(default=None, max_length=255)
-
-    @property
-    def label(self) -> str:
-        """How a person names this target in a message."""
-        where = "/".join(p for p in (self.account_id, self.region) if p)
-        return f"{self.instance_id} ({where})" if where else self.instance_id
-
-
-class Instance(BaseModel):
-    """A server found by discovery."""
-
-    instance_id: str
-    name: str | None = None
-    state: str
-    platform: Platform
-    tags: dict[str, str] = Field(default_factory=dict)
-    account_id: str
-    region: str
-    environment: Environment | None = None
-    ssm_managed: bool = False
-    ping_status: str | None = None
-
-    def to_target(self) -> Target:
-        return Target(
-            instance_id=self.instance_id,
-            account_id=self.account_id,
-            region=self.region,
-            platform=self.platform,
-            name=self.name,
-        )
-
-
-class DiscoveryFilter(BaseModel):
-    """Which instances to find: accounts and regions to look in, tags that must match."""
-
-    accounts: list[str] = Field(default_factory=list, description="empty: the caller's account")
-    regions: list[str] = Field(default_factory=list, description="empty: the provider's defaults")
-    tags: dict[str, str] = Field(default_factory=dict, description="tag key -> required value")
-    states: list[str] = Field(default_factory=lambda: ["running"])
-    platform: Platform | None = None
-
-
-class Account(BaseModel):
-    account_id: str
-    account_name: str | None = None
-    environment: Environment | None = None
-
-
-class CredentialReport(BaseModel):
-    """Who a provider acts as. Never holds the secret."""
-
-    environment: Environment | None = None
-    account_id: str
-    arn: str
-    partition: str
-    source: CredentialSource
-    expiry: datetime | None = None
-    region: str | None = None
-
-
-class ScriptRequest(BaseModel):
-    """What to run and its limits, shared by every chunk of one run."""
-
-    script: str = Field(min_length=1)
-    interpreter: Interpreter = Interpreter.BASH
-    timeout_seconds: int = Field(default=300, ge=1, le=172_800, description="execution limit")
-    delivery_timeout_seconds: int = Field(
-        default=600, ge=30, le=2_592_000, description="how long SSM tries to deliver"
-    )
-    comment: str = Field(default="", max_length=100)
-    max_concurrency: str | None = None
-    max_errors: str | None = None
-
-    @property
-    def platform(self) -> Platform:
-        return self.interpreter.platform
-
-    def fingerprint(self) -> str:
-        """Identifies this request, so a chunk key changes when the script changes."""
-        h = hashlib.sha256()
-        for part in (self.script, self.interpreter, str(self.timeout_seconds), self.comment):
-            h.update(part.encode())
-            h.update(b"\0")
-        return h.hexdigest()[:16]
-
-
-class ScriptResult(BaseModel):
-    """The outcome of a script on one instance."""
-
-    instance_id: str
-    account_id: str = ""
-    region: str = ""
-    status: ResultStatus
-    exit_code: int | None = None
-    stdout: str = ""
-    stderr: str = ""
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
-    command_id: str | None = None
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    error: str | None = Field(default=None, description="what went wrong, for a person")
-
-    @classmethod
-    def without_running(
-        cls, target: Target, status: ResultStatus, error: str, command_id: str | None = None
-    ) -> ScriptResult:
-        """A result for a target that was not (or could not be) run."""
-        now = datetime.now(UTC)
-        return cls(
-            instance_id=target.instance_id,
-            account_id=target.account_id,
-            region=target.region,
-            status=status,
-            error=error,
-            command_id=command_id,
-            started_at=now,
-            ended_at=now,
-        )
-
-
-class BatchStatus(StrEnum):
-    """How a batch (or a step of a flow) went as a whole."""
-
-    SUCCESS = "success"  # something was done, and nothing failed
-    PARTIAL = "partial"  # some succeeded, some did not
-    FAILED = "failed"  # nothing succeeded (an empty batch included)
-
-    @classmethod
-    def of(cls, succeeded: int, failed: int) -> BatchStatus:
-        """The status of ``succeeded`` good and ``failed`` bad outcomes."""
-        if succeeded and not failed:
-            return cls.SUCCESS
-        return cls.PARTIAL if succeeded else cls.FAILED
-
-
-class BatchResult(BaseModel):
-    status: BatchStatus
-    results: list[ScriptResult]
-    success_count: int
-    failure_count: int
-
-    @classmethod
-    def from_results(cls, results: Iterable[ScriptResult]) -> BatchResult:
-        ordered = sorted(results, key=lambda r: (r.account_id, r.region, r.instance_id))
-        ok = sum(1 for r in ordered if r.status.is_success)
-        failed = len(ordered) - ok
-        return cls(
-            status=BatchStatus.of(ok, failed),
-            results=ordered,
-            success_count=ok,
-            failure_count=failed,
-        )
-
-
-class Chunk(BaseModel):
-    """Targets that go out as one command: same account, region and document, at most 50."""
-
-    key: str = Field(description="stable across re-runs of the same request on the same targets")
-    account_id: str
-    region: str
-    targets: list[Target]
-
-    @property
-    def instance_ids(self) -> list[str]:
-        return [t.instance_id for t in self.targets]
-
-    @staticmethod
-    def make_key(account_id: str, region: str, instance_ids: Sequence[str], request_id: str) -> str:
-        h = hashlib.sha256("|".join([account_id, region, request_id, *instance_ids]).encode())
-        return h.hexdigest()[:20]
-
-
-class Plan(BaseModel):
-    """What ``prepare`` decided: chunks to send, and results for targets not to be sent."""
-
-    chunks: list[Chunk] = Field(default_factory=list)
-    results: list[ScriptResult] = Field(default_factory=list)
-
-
-class CommandRef(BaseModel):
-    """A command that was sent: enough to poll it from any process."""
-
-    command_id: str
-    chunk_key: str
-    account_id: str
-    region: str
-    instance_ids: list[str]
-    sent_at: datetime
-    deadline: datetime = Field(description="past this the remaining invocations are timed_out")
-    output_s3_bucket: str | None = None
-    output_s3_prefix: str | None = None
-    delivery_timeout_seconds: int | None = Field(
-        default=None, description="SSM's delivery limit, to say so when it ran out"
-    )
-
-
-class CommandProgress(BaseModel):
-    """One poll of one command: the results that are final, and who is still running."""
-
-    ref: CommandRef
-    results: list[ScriptResult] = Field(default_factory=list, description="newly final")
-    pending: list[str] = Field(default_factory=list, description="not final yet")
-
-    @property
-    def done(self) -> bool:
-        return not self.pending
-
-    @model_validator(mode="after")
-    def _no_instance_twice(self) -> CommandProgress:
-        finished = {r.instance_id for r in self.results}
-        if finished & set(self.pending):
-            raise ValueError("an instance cannot be both finished and pending")
-        return self
-
-
-class PollSchedule(BaseModel):
-    """How often to poll: start fast, back off to a ceiling, with jitter."""
-
-    initial_seconds: float = Field(default=2.0, gt=0)
-    max_seconds: float = Field(default=15.0, gt=0)
-    factor: float = Field(default=1.5, ge=1.0)
-    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
-    grace_seconds: float = Field(default=60.0, ge=0)
-
-    def delays(self, rng: Callable[[], float]) -> Iterable[float]:
-        delay = self.initial_seconds
-        while True:
-            spread = delay * self.jitter
-            yield max(0.0, delay - spread + 2 * spread * rng())
-            delay = min(self.max_seconds, delay * self.factor)
-
-
-class ProviderError(Exception):
-    """A provider could not do what was asked; the message says what and where."""
+# Steps of one run going on at once, unless a provider's settings say otherwise.
+DEFAULT_MAX_CONCURRENT_GROUPS = 8
 
 
 class Provider(ABC):
@@ -341,14 +74,13 @@ class Provider(ABC):
     @abstractmethod
     def enumerate_regions(self) -> list[str]: ...
 
-    def target_problem(self, target: Target) -> str | None:
-        """Why this provider cannot address ``target`` at all (a malformed id, a machine it
-        cannot reach by design), or None. Flows refuse such a target before sending anything."""
-        return None
-
     @abstractmethod
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
-        """Check targets and group them into chunks. Sends nothing."""
+        """Check targets and group them into chunks. Sends nothing.
+
+        What this provider cannot run (a malformed target, the wrong platform, an instance
+        it cannot reach) gets its result here, so it is never sent.
+        """
 
     @abstractmethod
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
@@ -365,7 +97,19 @@ class Provider(ABC):
         """Results for instances still running when the run's deadline passed."""
 
     def poll_schedule(self) -> PollSchedule:
+        """How often ``collect`` looks at a command; also the wait between retried steps."""
         return PollSchedule()
+
+    @property
+    def max_concurrent_groups(self) -> int:
+        """How many steps of a run (prepare, send, collect) go on at once by default."""
+        return DEFAULT_MAX_CONCURRENT_GROUPS
+
+    def target_problem(self, target: Target) -> str | None:
+        """Why this provider can never run anything on ``target`` (a malformed id, a place it
+        does not reach), or None. Decided from the target alone, with no call: a flow can
+        check its targets with it before it starts."""
+        return None
 
     def collect(
         self,
@@ -376,8 +120,6 @@ class Provider(ABC):
         on_progress: Callable[[CommandProgress], None] | None = None,
     ) -> list[ScriptResult]:
         """Poll ``ref`` with backoff until every instance is final or the deadline passes."""
-        import random
-
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         # A command just sent is never done: the first look waits one interval after the send
@@ -402,6 +144,28 @@ class Provider(ABC):
             sleep(min(next(delays), remaining))
         return [finished[i] for i in ref.instance_ids]
 
+    def run_request(
+        self,
+        targets: Sequence[Target],
+        request: ScriptRequest,
+        *,
+        max_workers: int | None = None,
+    ) -> BatchResult:
+        """Run ``request`` on every target and wait; every target gets exactly one result.
+
+        The engine of every workflow (``providers.engine.run_batch``) with each step run in a
+        pool of ``max_workers`` threads (default ``max_concurrent_groups``): (account, region)
+        groups are prepared concurrently, each chunk is sent once its group is prepared, and
+        each command is collected on the poll schedule once it is sent.
+        """
+        # The engine builds on this module, so it is imported when first needed.
+
+        workers = max_workers or self.max_concurrent_groups
+        with ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"{self.name}-step"
+        ) as pool:
+            return run_batch(DirectSteps(self, pool), targets, request)
+
     def execute_script_batch(
         self,
         targets: Sequence[Target],
@@ -409,24 +173,12 @@ class Provider(ABC):
         interpreter: Interpreter | str = Interpreter.BASH,
         timeout: int = 300,
     ) -> BatchResult:
-        """Run ``script`` on every target and wait for all of them."""
+        """Run ``script`` on every target and wait for all of them (``run_request`` with the
+        default delivery timeout, no comment and no rate limits)."""
         request = ScriptRequest(
             script=script, interpreter=Interpreter(interpreter), timeout_seconds=timeout
         )
-        plan = self.prepare(targets, request)
-        results = list(plan.results)
-        refs = []
-        for chunk in plan.chunks:
-            try:
-                refs.append(self.send(chunk, request))
-            except ProviderError as exc:
-                results.extend(
-                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc))
-                    for t in chunk.targets
-                )
-        for ref in refs:
-            results.extend(self.collect(ref))
-        return BatchResult.from_results(results)
+        return self.run_request(targets, request)
 
     def execute_script(
         self,

@@ -200,7 +200,7 @@ class LocalProvider(Provider):
         )
 
     def target_problem(self, target: Target) -> str | None:
-        """Every machine but this one is out of reach."""
+        """Why ``target`` is not this worker, the one machine this provider runs on, or None."""
         if self.is_local(target):
             return None
         return (

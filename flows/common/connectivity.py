@@ -16,8 +16,9 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.common.engine import concurrency_limit, group_targets, prepare_group
+from flows.common.engine import concurrency_limit, place_label, prepare_group
 from providers.base import Platform, Provider, ResultStatus, ScriptRequest, ScriptResult, Target
+from providers.engine import group_targets
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def check_connectivity(
         else:
             linux.append(target)
 
-    groups = group_targets(linux)
+    groups = {(g.account_id, g.region): list(g.targets) for g in group_targets(linux)}
     reachable_ids: set[str] = set()
     task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
         max_workers=concurrency_limit(provider)
@@ -70,7 +71,8 @@ def check_connectivity(
                     "provider": provider,
                     "targets": group,
                     "request": probe,
-                    "group_name": f"{key[0]}-{key[1]}",
+                    "label": place_label(*key),
+                    "step": "connectivity",
                 },
             )
             for key, group in groups.items()

@@ -1,29 +1,34 @@
-"""Running one script on many targets as Prefect tasks, the engine every workflow uses.
+"""The engine every workflow uses, with each step a retryable Prefect task.
 
-The steps a person would describe, each its own retryable task:
+The orchestration itself (group, prepare, send, collect; one result per target whatever
+fails) is :func:`providers.engine.run_batch`, the same code ``execute_script_batch`` runs in
+plain Python. Here each step is a Prefect task, so a person sees it in the run's page and
+Prefect retries it:
 
-1. ``prepare_group``: per (account, region), check the targets (SSM registration, ping,
+1. ``prepare-<account>-<region>``: check the group's targets (SSM registration, ping,
    platform) and cut them into chunks. Nothing is sent.
-2. ``send_chunk``: per chunk, one command. A chunk already sent under the same run key (a
-   retried or resumed flow run) is re-attached to, never sent again.
-3. ``collect_command``: per command, poll with backoff until every instance is final or the
-   deadline passes.
+2. ``send-<account>-<region>-<n>``: one command per chunk. A chunk already sent under the same
+   run key (a retried or resumed flow run) is re-attached to, never sent again.
+3. ``collect-<account>-<region>-<n>``: poll the command with backoff until every instance is
+   final or the deadline passes.
 
 Task runs grow with the number of chunks (at most 50 instances each), not with instances.
-Transient faults (throttling, connection errors, expired tokens) are retried with jitter;
-permanent ones (access denied, invalid input) are reported at once.
+Transient faults (``ProviderError.transient``: throttling, connection errors, expired tokens)
+are retried with jitter; permanent ones (access denied, invalid input) are reported at once.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import get_run_context
+from prefect.futures import PrefectFuture
 from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
@@ -31,7 +36,7 @@ from prefect.tasks import Task, exponential_backoff
 from flows.common.progress import InstanceProgress
 from flows.common.settings import get_settings
 from flows.store import Store
-from providers.aws.errors import is_transient
+from providers import engine
 from providers.base import (
     BatchResult,
     Chunk,
@@ -39,11 +44,14 @@ from providers.base import (
     CommandRef,
     Plan,
     Provider,
-    ResultStatus,
     ScriptRequest,
     ScriptResult,
     Target,
+    is_safe_to_resend,
+    is_transient,
 )
+from providers.engine import TargetGroup
+from providers.local import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
 
 def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -52,6 +60,16 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
         state.result()
     except Exception as exc:  # the task's own exception, re-raised by result()
         return is_transient(exc)
+    return False
+
+
+def retry_if_safe_to_resend(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """``retry_condition_fn`` of a send: retry only a refusal that created nothing (throttled),
+    never a fault after which the command may already be out (a lost answer)."""
+    try:
+        state.result()
+    except Exception as exc:
+        return is_safe_to_resend(exc)
     return False
 
 
@@ -65,17 +83,25 @@ TRANSIENT_RETRIES: dict[str, Any] = dict(
 )
 
 
-@task(name="prepare-targets", task_run_name="prepare-{group_name}", **TRANSIENT_RETRIES)
+def place_label(account_id: str, region: str) -> str:
+    """How a person names where a group runs: ``111122223333-us-east-1``, or ``local`` for
+    the worker itself."""
+    if {account_id, region} <= {"", LOCAL_ACCOUNT_ID} | {LOCAL_REGION}:
+        return "local"
+    return f"{account_id or 'no-account'}-{region or 'no-region'}"
+
+
+@task(name="prepare-targets", task_run_name="prepare-{label}", **TRANSIENT_RETRIES)
 def prepare_group(
-    provider: Provider, targets: list[Target], request: ScriptRequest, group_name: str
+    provider: Provider, targets: list[Target], request: ScriptRequest, label: str, step: str
 ) -> Plan:
     """Pre-check one (account, region) group and cut it into chunks."""
     plan = provider.prepare(targets, request)
-    logger = get_run_logger()
     not_sent = len(plan.results)
-    logger.info(
-        "%s: %d target(s), %d to send in %d chunk(s), %d not sent",
-        group_name,
+    get_run_logger().info(
+        "%s %s: %d target(s), %d to send in %d chunk(s), %d not sent",
+        step,
+        label,
         len(targets),
         len(targets) - not_sent,
         len(plan.chunks),
@@ -84,20 +110,30 @@ def prepare_group(
     return plan
 
 
-@task(name="send-command", task_run_name="send-{chunk.key}", **TRANSIENT_RETRIES)
+@task(
+    name="send-command",
+    task_run_name="send-{label}",
+    **{**TRANSIENT_RETRIES, "retry_condition_fn": retry_if_safe_to_resend},
+)
 def send_chunk(
-    provider: Provider, chunk: Chunk, request: ScriptRequest, run_key: str, store: Store
+    provider: Provider,
+    chunk: Chunk,
+    request: ScriptRequest,
+    run_key: str,
+    store: Store,
+    label: str,
+    step: str,
 ) -> CommandRef:
     """Send one chunk, or re-attach to the command this run already sent for it."""
     logger = get_run_logger()
     already = store.find_command(run_key, chunk.key)
     if already is not None:
         logger.info(
-            "re-attaching to command %s already sent for %d instance(s) in %s/%s",
+            "re-attaching to command %s already sent for %d instance(s) (%s %s)",
             already.command_id,
             len(already.instance_ids),
-            already.account_id,
-            already.region,
+            step,
+            label,
         )
         return already
     ref = provider.send(chunk, request)
@@ -113,34 +149,90 @@ def send_chunk(
             exc,
         )
     logger.info(
-        "sent command %s to %d instance(s) in %s/%s",
+        "%s %s: sent command %s to %d instance(s)",
+        step,
+        label,
         ref.command_id,
         len(ref.instance_ids),
-        ref.account_id,
-        ref.region,
     )
     return ref
 
 
-@task(name="collect-results", task_run_name="collect-{ref.command_id}", **TRANSIENT_RETRIES)
+@task(name="collect-results", task_run_name="collect-{label}", **TRANSIENT_RETRIES)
 def collect_command(
-    provider: Provider, ref: CommandRef, on_poll: Callable[[CommandProgress], None]
+    provider: Provider,
+    ref: CommandRef,
+    on_poll: Callable[[CommandProgress], None],
+    label: str,
+    step: str,
 ) -> list[ScriptResult]:
     """Poll one command until all its instances are final or its deadline has passed."""
-    return provider.collect(ref, on_progress=on_poll)
+    results = provider.collect(ref, on_progress=on_poll)
+    get_run_logger().info(
+        "%s %s: command %s final on %d instance(s)", step, label, ref.command_id, len(results)
+    )
+    return results
 
 
-def group_targets(targets: Sequence[Target]) -> dict[tuple[str, str], list[Target]]:
-    """Targets per (account, region), in the order given, each instance once."""
-    groups: dict[tuple[str, str], list[Target]] = defaultdict(list)
-    seen: set[tuple[str, str, str]] = set()
-    for target in targets:
-        key = (target.account_id, target.region, target.instance_id)
-        if key in seen:
-            continue
-        seen.add(key)
-        groups[(target.account_id, target.region)].append(target)
-    return dict(groups)
+@dataclass
+class TaskSteps:
+    """:class:`providers.engine.StepRunner` whose steps are Prefect tasks of the flow run."""
+
+    runner: ThreadPoolTaskRunner[Any]
+    provider: Provider
+    store: Store
+    run_key: str
+    step: str
+    progress: InstanceProgress
+    # Chunk key -> "<account>-<region>-<n>", numbered per group in the order sent.
+    _labels: dict[str, str] = field(default_factory=dict)
+    _sent_per_place: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prepare(self, group: TargetGroup, request: ScriptRequest) -> PrefectFuture[Plan]:
+        parameters = {
+            "provider": self.provider,
+            "targets": list(group.targets),
+            "request": request,
+            "label": place_label(group.account_id, group.region),
+            "step": self.step,
+        }
+        return self.runner.submit(prepare_group, parameters)
+
+    def send(self, chunk: Chunk, request: ScriptRequest) -> PrefectFuture[CommandRef]:
+        parameters = {
+            "provider": self.provider,
+            "chunk": chunk,
+            "request": request,
+            "run_key": self.run_key,
+            "store": self.store,
+            "label": self._chunk_label(chunk),
+            "step": self.step,
+        }
+        return self.runner.submit(send_chunk, parameters)
+
+    def collect(self, ref: CommandRef) -> PrefectFuture[list[ScriptResult]]:
+        parameters = {
+            "provider": self.provider,
+            "ref": ref,
+            "on_poll": self.progress.on_poll,
+            "label": self._chunk_label_of(ref.chunk_key),
+            "step": self.step,
+        }
+        return self.runner.submit(collect_command, parameters)
+
+    def _chunk_label(self, chunk: Chunk) -> str:
+        """``<account>-<region>-<n>``: the chunk's number within its group, from 1."""
+        place = place_label(chunk.account_id, chunk.region)
+        with self._lock:
+            if chunk.key not in self._labels:
+                self._sent_per_place[place] = self._sent_per_place.get(place, 0) + 1
+                self._labels[chunk.key] = f"{place}-{self._sent_per_place[place]}"
+            return self._labels[chunk.key]
+
+    def _chunk_label_of(self, chunk_key: str) -> str:
+        with self._lock:
+            return self._labels.get(chunk_key, chunk_key)
 
 
 def current_run_key() -> str:
@@ -153,11 +245,10 @@ def current_run_key() -> str:
     return str(flow_run.id)
 
 
-def _failed_chunk(chunk: Chunk, exc: BaseException) -> list[ScriptResult]:
-    reason = f"could not send to {chunk.account_id}/{chunk.region}: {exc}"
-    return [
-        ScriptResult.without_running(target, ResultStatus.ERROR, reason) for target in chunk.targets
-    ]
+def concurrency_limit(provider: Provider) -> int:
+    """How many steps of a run go on at once: the provider's own bound (an AWS block's
+    ``max_concurrent_groups``), capped by this worker's ``CLOUDOPS_MAX_CONCURRENT_GROUPS``."""
+    return min(provider.max_concurrent_groups, get_settings().max_concurrent_groups)
 
 
 def run_on_targets(
@@ -166,108 +257,33 @@ def run_on_targets(
     request: ScriptRequest,
     *,
     store: Store,
+    step: str = "run",
     progress_key: str | None = None,
     run_key: str | None = None,
 ) -> BatchResult:
     """Run ``request`` on every target through ``provider``; every target gets one result.
 
     Call from inside a flow. Groups, chunks and commands run concurrently, at most
-    ``concurrency_limit(provider)`` task runs at a time.
+    :func:`concurrency_limit` task runs at a time; ``step`` names them in logs.
     """
-    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
-        max_workers=concurrency_limit(provider)
-    )
-    with task_runner as runner:
-        return _run_on_targets(
-            runner, provider, targets, request, store, progress_key, run_key or current_run_key()
-        )
-
-
-def concurrency_limit(provider: Provider) -> int:
-    """The provider block's ``max_concurrent_groups`` when it has one, else the
-    ``CLOUDOPS_MAX_CONCURRENT_GROUPS`` setting."""
-    config = getattr(provider, "config", None)
-    return getattr(config, "max_concurrent_groups", None) or get_settings().max_concurrent_groups
-
-
-def _run_on_targets(
-    runner: ThreadPoolTaskRunner,
-    provider: Provider,
-    targets: Sequence[Target],
-    request: ScriptRequest,
-    store: Store,
-    progress_key: str | None,
-    run_key: str,
-) -> BatchResult:
     logger = get_run_logger()
     progress = InstanceProgress(
         total=len(targets),
         key=progress_key,
-        description=f"{request.comment or 'script'}: instances with a final result",
+        description=f"{request.comment or step}: instances with a final result",
     )
-    groups = group_targets(targets)
-    results: list[ScriptResult] = []
-
-    plans = {
-        key: runner.submit(
-            prepare_group,
-            {
-                "provider": provider,
-                "targets": group,
-                "request": request,
-                "group_name": f"{key[0]}-{key[1]}",
-            },
+    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=concurrency_limit(provider)
+    )
+    with task_runner as runner:
+        steps = TaskSteps(
+            runner=runner,
+            provider=provider,
+            store=store,
+            run_key=run_key or current_run_key(),
+            step=step,
+            progress=progress,
         )
-        for key, group in groups.items()
-    }
-    sends: list[tuple[Chunk, Any]] = []
-    for key, future in plans.items():
-        try:
-            plan: Plan = future.result()
-        except Exception as exc:
-            logger.error("group %s/%s could not be prepared: %s", key[0], key[1], exc)
-            failed = [
-                ScriptResult.without_running(t, ResultStatus.ERROR, str(exc)) for t in groups[key]
-            ]
-            results.extend(failed)
-            progress.add(failed)
-            continue
-        results.extend(plan.results)
-        progress.add(plan.results)
-        for chunk in plan.chunks:
-            parameters = {
-                "provider": provider,
-                "chunk": chunk,
-                "request": request,
-                "run_key": run_key,
-                "store": store,
-            }
-            sends.append((chunk, runner.submit(send_chunk, parameters)))
-
-    collects: list[tuple[Chunk, Any]] = []
-    for chunk, future in sends:
-        try:
-            ref: CommandRef = future.result()
-        except Exception as exc:
-            logger.error("chunk %s could not be sent: %s", chunk.key, exc)
-            failed = _failed_chunk(chunk, exc)
-            results.extend(failed)
-            progress.add(failed)
-            continue
-        parameters = {"provider": provider, "ref": ref, "on_poll": progress.on_poll}
-        collects.append((chunk, runner.submit(collect_command, parameters)))
-
-    for chunk, future in collects:
-        try:
-            results.extend(future.result())
-        except Exception as exc:
-            logger.error("results of chunk %s could not be collected: %s", chunk.key, exc)
-            failed = [
-                ScriptResult.without_running(
-                    t, ResultStatus.ERROR, f"sent, but results could not be read: {exc}"
-                )
-                for t in chunk.targets
-            ]
-            results.extend(failed)
-            progress.add(failed)
-    return BatchResult.from_results(results)
+        return engine.run_batch(
+            steps, targets, request, on_results=progress.add, on_problem=logger.error
+        )

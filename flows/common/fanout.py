@@ -229,7 +229,7 @@ def outcome_of(
 ) -> PartOutcome[ResultT]:
     """What one child gave: its result when it completed, else why there is none."""
     state = child.state
-    state_name = state.name if state is not None else "Unknown"
+    state_name = (state.name if state is not None else None) or "Unknown"
     outcome = PartOutcome[result_type](  # type: ignore[valid-type]
         part=part, flow_run_id=child.id, flow_run_name=child.name, state=state_name
     )

@@ -127,18 +127,21 @@ class WorkflowRun:
 
     def run_script(
         self,
+        step: str,
         targets: Sequence[Target],
         request: ScriptRequest,
         *,
         progress_key: str | None = None,
         run_key: str | None = None,
     ) -> BatchResult:
-        """``request`` on ``targets`` through the engine; every target gets one result."""
+        """``request`` on ``targets`` through the engine as ``step`` of this run (the name its
+        task runs and log lines carry); every target gets one result."""
         return run_on_targets(
             self.provider,
             targets,
             request,
             store=self.store,
+            step=step,
             progress_key=progress_key,
             run_key=run_key,
         )

@@ -25,8 +25,12 @@ from flows.credentials.report import (
     summary_markdown,
 )
 from flows.store import Store
-from providers.aws.errors import CredentialError, MissingCredentialsError
-from providers.base import CredentialReport, Provider
+from providers.base import (
+    CredentialError,
+    CredentialReport,
+    MissingCredentialsError,
+    Provider,
+)
 from providers.partitions import Environment
 
 WORKFLOW = "validate-credentials"

@@ -118,7 +118,7 @@ def run_post_checks(
         )
         script = post_script(run.change, workdir, kernel, source)
         request = run.request(step, script, timeout_seconds)
-        results.extend(run.run_script(targets, request, progress_key=progress_key).results)
+        results.extend(run.run_script(step, targets, request, progress_key=progress_key).results)
     return results
 
 

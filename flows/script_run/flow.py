@@ -183,7 +183,9 @@ def run_script(
         )
         # Each child recorded its own executions; this run records the merged counts only.
     else:
-        batch = run.run_script(selected, request, progress_key=artifact_key("run-script-progress"))
+        batch = run.run_script(
+            label, selected, request, progress_key=artifact_key("run-script-progress")
+        )
         run.record_results(run_id, batch.results)
     run.finish_step(run_id, Tally.of(batch))
 

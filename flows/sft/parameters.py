@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 
-from flows.common.engine import group_targets
 from flows.common.targets import select_targets
 from flows.store import Store
 from providers.base import Provider, Target
+from providers.engine import group_targets
 
 
 class SftAction(StrEnum):
@@ -40,7 +40,7 @@ def resolve_instances(
         )
     else:
         targets, change = list(instances), None
-    unique = [t for group in group_targets(targets).values() for t in group]
+    unique = [t for group in group_targets(targets) for t in group.targets]
     if not unique:
         raise SftFixerInputError("no instances given: pass a list of targets or a change number")
     problems = [p for t in unique if (p := provider.target_problem(t)) is not None]

@@ -94,6 +94,7 @@ class SftSteps:
                 interpreter=interpreter,
             )
             batch = self.run.run_script(
+                step,
                 chosen,
                 request,
                 progress_key=artifact_key(self.run.workflow, step, platform.value, "progress"),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 
 from providers.aws.config import AwsProviderConfig
 from providers.partitions import partition_of_region
+
+# The services these flows call.
+ServiceName = Literal["ssm", "sts", "ec2", "s3", "organizations"]
 
 # Lets AWS-side logs (CloudTrail user agent) tell these flows' calls apart from others.
 _USER_AGENT_EXTRA = "cloudops-flows"
@@ -24,7 +29,7 @@ def client_config(config: AwsProviderConfig, region: str) -> Config:
     )
 
 
-def endpoint_for(service: str, region: str, config: AwsProviderConfig) -> str | None:
+def endpoint_for(service: ServiceName, region: str, config: AwsProviderConfig) -> str | None:
     """The endpoint a client of ``service`` in ``region`` talks to.
 
     ``config.endpoint_url`` (a VPC endpoint, a test server) wins. STS always gets the regional
@@ -40,10 +45,10 @@ def endpoint_for(service: str, region: str, config: AwsProviderConfig) -> str | 
 
 
 def make_client(
-    session: boto3.session.Session, service: str, region: str, config: AwsProviderConfig
+    session: boto3.session.Session, service: ServiceName, region: str, config: AwsProviderConfig
 ) -> BaseClient:
-    """A boto3 client for ``service`` in ``region`` from ``session`` (usually
-    ``CredentialResolver.session(region, account_id)``), with retries and endpoint set."""
+    """A boto3 client for ``service`` in ``region`` from ``session`` (one acting with resolved
+    credentials), with retries and endpoint set."""
     return session.client(
         service,
         region_name=region,

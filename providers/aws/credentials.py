@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
@@ -38,7 +39,7 @@ from providers.aws.errors import (
     PartitionMismatchError,
     error_code,
     is_expired,
-    is_transient,
+    is_transient_fault,
 )
 from providers.aws.settings import LegacyCredentials
 from providers.base import CredentialReport, CredentialSource
@@ -50,6 +51,10 @@ from providers.partitions import (
     partition_of_arn,
     partition_of_region,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+    from mypy_boto3_sts.type_defs import AssumeRoleRequestTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -222,10 +227,6 @@ class CredentialResolver:
             return base
         return self._assumed_for(base, account_id, partition)
 
-    def session(self, region: str, account_id: str | None = None) -> boto3.session.Session:
-        """A boto3 session for ``region`` of ``account_id``, from ``credentials_for``."""
-        return self.credentials_for(region, account_id).boto3_session(region)
-
     def invalidate(self, environment: Environment | str | None = None) -> None:
         """Forget cached base and assumed credentials of ``environment`` (all when None), e.g.
         after AWS answered ``ExpiredToken``; the next call resolves them again."""
@@ -352,7 +353,7 @@ class CredentialResolver:
     def _verify(self, environment: Environment, candidate: _Candidate) -> ResolvedCredentials:
         expected = partition_for(environment)
         try:
-            sts = make_client(candidate.session(), "sts", candidate.sts_region, self._config)
+            sts = self._sts(candidate.session(), candidate.sts_region)
             identity = sts.get_caller_identity()
         except (BotoCoreError, ClientError) as exc:
             raise self._failure(
@@ -436,7 +437,7 @@ class CredentialResolver:
             if cached is not None and cached.fresh_at(self._clock()):
                 return cached
             role_arn = partition.role_arn(account_id, self._config.role_name)
-            request = {
+            request: AssumeRoleRequestTypeDef = {
                 "RoleArn": role_arn,
                 "RoleSessionName": sanitize_session_name(self._config.session_name),
                 "DurationSeconds": self._config.session_duration_seconds,
@@ -444,7 +445,7 @@ class CredentialResolver:
             if self._config.external_id is not None:
                 request["ExternalId"] = self._config.external_id.get_secret_value()
             try:
-                sts = make_client(base.boto3_session(base.region), "sts", base.region, self._config)
+                sts = self._sts(base.boto3_session(base.region), base.region)
                 response = sts.assume_role(**request)
             except (BotoCoreError, ClientError) as exc:
                 if is_expired(exc):
@@ -480,7 +481,7 @@ class CredentialResolver:
         self, base: ResolvedCredentials, account_id: str, role_arn: str, exc: Exception
     ) -> CredentialError:
         code = error_code(exc)
-        transient = is_transient(exc)
+        transient = is_transient_fault(exc)
         if code in EXPIRED_CODES:
             advice = (
                 f"The {base.environment.value} base credentials had expired; they were "
@@ -526,7 +527,7 @@ class CredentialResolver:
         if code in EXPIRED_CODES:
             transient = False
             advice = "They have expired: renew them (for temporary keys, a new session token)."
-        elif is_transient(exc):
+        elif is_transient_fault(exc):
             transient = True
             advice = "This is a passing fault (throttling or network); trying again may work."
         else:
@@ -545,6 +546,9 @@ class CredentialResolver:
             f"({_describe(exc, endpoint)}). {advice}"
         )
         return CredentialError(_scrub(message, *secrets), transient=transient, code=code)
+
+    def _sts(self, session: boto3.session.Session, region: str) -> STSClient:
+        return cast("STSClient", make_client(session, "sts", region, self._config))
 
     def _partition_of(self, region: str) -> Partition:
         if not looks_like_region(region):
@@ -578,7 +582,7 @@ def _describe(exc: Exception, endpoint: str | None) -> str:
         error = exc.response.get("Error", {})
         code, message = error.get("Code", "error"), error.get("Message")
         return f"{code}: {message}" if message else code
-    where = f" talking to {endpoint}" if endpoint and is_transient(exc) else ""
+    where = f" talking to {endpoint}" if endpoint and is_transient_fault(exc) else ""
     return f"{type(exc).__name__}{where}: {exc}"
 
 

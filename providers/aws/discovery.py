@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -18,6 +18,12 @@ from providers.aws.precheck import describe_managed_instances
 from providers.base import Account, DiscoveryFilter, Instance, Platform
 from providers.partitions import Environment, environment_of_region, partition_for
 
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
+    from mypy_boto3_organizations import OrganizationsClient
+    from mypy_boto3_ssm import SSMClient
+
 logger = logging.getLogger(__name__)
 
 # Organizations' answers meaning "there is no organization you may list", not a failure.
@@ -25,7 +31,7 @@ _NO_ORGANIZATION = frozenset({"AWSOrganizationsNotInUseException", "AccessDenied
 _ENABLED = frozenset({"opt-in-not-required", "opted-in"})
 
 
-def platform_of(instance: dict[str, Any]) -> Platform:
+def platform_of(instance: InstanceTypeDef) -> Platform:
     """EC2 sets ``Platform`` only for Windows; ``PlatformDetails`` names it too."""
     if (instance.get("Platform") or "").lower() == "windows":
         return Platform.WINDOWS
@@ -34,9 +40,9 @@ def platform_of(instance: dict[str, Any]) -> Platform:
     return Platform.LINUX
 
 
-def ec2_filters(filters: DiscoveryFilter) -> list[dict[str, Any]]:
+def ec2_filters(filters: DiscoveryFilter) -> list[FilterTypeDef]:
     """DescribeInstances filters for the tags and states asked for."""
-    found: list[dict[str, Any]] = [
+    found: list[FilterTypeDef] = [
         {"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(filters.tags.items())
     ]
     if filters.states:
@@ -45,7 +51,7 @@ def ec2_filters(filters: DiscoveryFilter) -> list[dict[str, Any]]:
 
 
 def discover_instances(
-    ec2: Any, ssm: Any, account_id: str, region: str, filters: DiscoveryFilter
+    ec2: EC2Client, ssm: SSMClient, account_id: str, region: str, filters: DiscoveryFilter
 ) -> list[Instance]:
     """Instances of one account and region matching ``filters``, with SSM's view of each."""
     found: list[Instance] = []
@@ -81,7 +87,7 @@ def discover_instances(
 
 
 def enumerate_accounts(
-    organizations: Any, environment: Environment, own_account: Callable[[], str]
+    organizations: OrganizationsClient, environment: Environment, own_account: Callable[[], str]
 ) -> list[Account]:
     """Active accounts of the organization; the caller's own account (``own_account()``)
     when there is no organization or the caller may not list it, with a warning saying so."""
@@ -118,7 +124,7 @@ def _own_account(environment: Environment, account_id: str, why: str) -> Account
     return Account(account_id=account_id, environment=environment)
 
 
-def enumerate_regions(ec2: Any, environment: Environment) -> list[str]:
+def enumerate_regions(ec2: EC2Client, environment: Environment) -> list[str]:
     """Regions of ``environment``'s partition that the account has enabled."""
     partition = partition_for(environment)
     reply = ec2.describe_regions()

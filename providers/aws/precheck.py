@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from providers.base import Platform, ResultStatus, ScriptRequest, ScriptResult, Target
 from providers.partitions import is_known_region
+
+if TYPE_CHECKING:
+    from mypy_boto3_ssm import SSMClient
 
 INSTANCE_ID = re.compile(r"^i-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
@@ -34,10 +37,6 @@ class ManagedInstance(BaseModel):
     instance_id: str
     ping_status: str
     platform_type: str | None = None
-    platform_name: str | None = None
-    computer_name: str | None = None
-    ip_address: str | None = None
-    agent_version: str | None = None
 
     @property
     def platform(self) -> Platform:
@@ -105,7 +104,9 @@ def validate_targets(
     return valid, results
 
 
-def describe_managed_instances(ssm: Any, instance_ids: Sequence[str]) -> dict[str, ManagedInstance]:
+def describe_managed_instances(
+    ssm: SSMClient, instance_ids: Sequence[str]
+) -> dict[str, ManagedInstance]:
     """SSM's record of each of ``instance_ids`` it knows; unknown ids are simply absent."""
     found: dict[str, ManagedInstance] = {}
     paginator = ssm.get_paginator("describe_instance_information")
@@ -121,10 +122,6 @@ def describe_managed_instances(ssm: Any, instance_ids: Sequence[str]) -> dict[st
                     instance_id=info["InstanceId"],
                     ping_status=info.get("PingStatus") or "Unknown",
                     platform_type=info.get("PlatformType"),
-                    platform_name=info.get("PlatformName"),
-                    computer_name=info.get("ComputerName"),
-                    ip_address=info.get("IPAddress"),
-                    agent_version=info.get("AgentVersion"),
                 )
                 found[managed.instance_id] = managed
     return found

@@ -4,30 +4,31 @@
 Each step works on one (account, region) at a time with clients built from the credentials
 the resolver gives for that pair (the caller's own, or an assumed role). Failures become
 ``AwsError``: ``transient`` ones (throttling past botocore's retries, connection faults) are
-raised so the Prefect task around the step retries it; permanent ones become ``error``
-results for the targets they concern, never for their neighbours.
+raised so that whoever runs the step (``providers.engine``, a Prefect task) tries it again;
+permanent ones become ``error`` results for the targets they concern, never for their
+neighbours. A throttled call is also ``safe_to_repeat`` (AWS refused it, it did nothing); a
+connection fault is not, since the call may have arrived, so a send is never repeated after
+one.
 """
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 import boto3
 import botocore.loaders
 import botocore.session
+from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
-from providers.aws import discovery
-from providers.aws.clients import make_client
+from providers.aws import discovery, precheck
+from providers.aws.clients import ServiceName, make_client
 from providers.aws.config import AwsProviderConfig
 from providers.aws.credentials import CredentialResolver, ResolvedCredentials
 from providers.aws.errors import (
@@ -35,12 +36,13 @@ from providers.aws.errors import (
     AwsError,
     error_code,
     is_expired,
-    is_transient,
+    is_throttled,
+    is_transient_fault,
 )
 from providers.aws.precheck import (
+    ManagedInstance,
     check_registration,
     describe_managed_instances,
-    target_problem,
     validate_targets,
 )
 from providers.aws.settings import LegacyCredentials
@@ -53,14 +55,12 @@ from providers.aws.ssm import (
 )
 from providers.base import (
     Account,
-    BatchResult,
     Chunk,
     CommandProgress,
     CommandRef,
     CredentialReport,
     DiscoveryFilter,
     Instance,
-    Interpreter,
     Plan,
     PollSchedule,
     Provider,
@@ -70,6 +70,12 @@ from providers.base import (
     Target,
 )
 from providers.partitions import Environment, environment_of_region, partition_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_organizations import OrganizationsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
 
 T = TypeVar("T")
 
@@ -94,10 +100,6 @@ def _session_for(credentials: ResolvedCredentials, region: str) -> boto3.session
     )
 
 
-# Attempts at a step that failed transiently, when no Prefect task is there to retry it.
-_STEP_ATTEMPTS = 3
-
-
 class _Clients:
     """Clients of one (account, region), built on first use from the provider's cache."""
 
@@ -106,28 +108,26 @@ class _Clients:
         self.region = region
         self.account_id = account_id
 
-    def get(self, service: str) -> Any:
+    def _get(self, service: ServiceName) -> BaseClient:
         return self._provider._client(service, self.region, self.account_id)
 
+    # The cache holds clients of several services; each is built for the service its
+    # property names, which is what the casts state.
     @property
-    def ssm(self) -> Any:
-        return self.get("ssm")
-
-    @property
-    def s3(self) -> Any:
-        return self.get("s3")
+    def ssm(self) -> SSMClient:
+        return cast("SSMClient", self._get("ssm"))
 
     @property
-    def ec2(self) -> Any:
-        return self.get("ec2")
+    def s3(self) -> S3Client:
+        return cast("S3Client", self._get("s3"))
 
+    @property
+    def ec2(self) -> EC2Client:
+        return cast("EC2Client", self._get("ec2"))
 
-@dataclass
-class _Launch:
-    """What starting one (account, region) group produced."""
-
-    results: list[ScriptResult] = field(default_factory=list)
-    refs: list[CommandRef] = field(default_factory=list)
+    @property
+    def organizations(self) -> OrganizationsClient:
+        return cast("OrganizationsClient", self._get("organizations"))
 
 
 class AwsProvider(Provider):
@@ -148,12 +148,21 @@ class AwsProvider(Provider):
     ):
         self.config = config or AwsProviderConfig()
         self.resolver = resolver or CredentialResolver(self.config, legacy=legacy)
-        self._clients: dict[tuple[str, str, str | None, Any], Any] = {}
+        self._clients: dict[tuple[str, str, str | None, datetime | None], BaseClient] = {}
         self._lock = threading.Lock()
+
+    @property
+    def max_concurrent_groups(self) -> int:
+        """The block's setting: how many steps of a run go on at once."""
+        return self.config.max_concurrent_groups
+
+    def target_problem(self, target: Target) -> str | None:
+        """Why ``target`` is no EC2 instance of a known region and account, or None."""
+        return precheck.target_problem(target)
 
     # -- clients and errors ---------------------------------------------------------------
 
-    def _client(self, service: str, region: str, account_id: str | None) -> Any:
+    def _client(self, service: ServiceName, region: str, account_id: str | None) -> BaseClient:
         credentials = self.resolver.credentials_for(region, account_id)
         # Keyed by expiry as well, so a refreshed role session gets a fresh client.
         key = (service, region, account_id, credentials.expiry)
@@ -206,11 +215,16 @@ class AwsProvider(Provider):
             hint = _hint_for(code)
             raise AwsError(
                 f"{what} failed in {where}: {code}: {message}{hint}",
-                transient=is_transient(exc),
+                transient=is_transient_fault(exc),
+                # AWS refused it before doing anything: repeating it cannot do anything twice.
+                safe_to_repeat=is_throttled(exc) or is_expired(exc),
                 code=code,
             ) from exc
         except BotoCoreError as exc:
-            raise AwsError(f"{what} failed in {where}: {exc}", transient=is_transient(exc)) from exc
+            # A connection fault: the call may have arrived, so it is not safe to repeat.
+            raise AwsError(
+                f"{what} failed in {where}: {exc}", transient=is_transient_fault(exc)
+            ) from exc
 
     # -- identity and discovery -----------------------------------------------------------
 
@@ -241,7 +255,7 @@ class AwsProvider(Provider):
             None,
             "ListAccounts",
             lambda c: discovery.enumerate_accounts(
-                c.get("organizations"),
+                c.organizations,
                 environment,
                 own_account=lambda: self.resolver.resolve(environment).account_id,
             ),
@@ -272,10 +286,6 @@ class AwsProvider(Provider):
 
     # -- the steps of a run ---------------------------------------------------------------
 
-    def target_problem(self, target: Target) -> str | None:
-        """A malformed instance id, account id or region: nothing can be sent to it."""
-        return target_problem(target)
-
     def prepare(self, targets: Sequence[Target], request: ScriptRequest) -> Plan:
         """Check targets and cut them into chunks of at most 50 per (account, region).
 
@@ -288,14 +298,8 @@ class AwsProvider(Provider):
             groups[(target.account_id, target.region)].append(target)
         chunks: list[Chunk] = []
         for (account_id, region), group in groups.items():
-            ids = [t.instance_id for t in group]
             try:
-                managed = self._call(
-                    region,
-                    account_id,
-                    "DescribeInstanceInformation",
-                    lambda c, ids=ids: describe_managed_instances(c.ssm, ids),
-                )
+                managed = self._registered(account_id, region, [t.instance_id for t in group])
             except AwsError as exc:
                 if exc.transient:
                     raise
@@ -307,6 +311,17 @@ class AwsProvider(Provider):
             results.extend(checked)
             chunks.extend(chunk_targets(account_id, region, ready, request))
         return Plan(chunks=chunks, results=results)
+
+    def _registered(
+        self, account_id: str, region: str, instance_ids: list[str]
+    ) -> dict[str, ManagedInstance]:
+        """SSM's record of each of ``instance_ids`` it knows (DescribeInstanceInformation)."""
+        return self._call(
+            region,
+            account_id,
+            "DescribeInstanceInformation",
+            lambda c: describe_managed_instances(c.ssm, instance_ids),
+        )
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
         """Send one chunk as one ``SendCommand``."""
@@ -346,138 +361,6 @@ class AwsProvider(Provider):
         except AwsError:
             # No client at all (credentials gone): the deadline still stands for these.
             return expired_results(ref, pending, cancelled=False)
-
-    # -- the whole run --------------------------------------------------------------------
-
-    def execute_script_batch(
-        self,
-        targets: Sequence[Target],
-        script: str,
-        interpreter: Interpreter | str = Interpreter.BASH,
-        timeout: int = 300,
-    ) -> BatchResult:
-        """Run ``script`` on every target and wait; every target gets exactly one result.
-
-        (account, region) groups are prepared and sent concurrently, at most
-        ``config.max_concurrent_groups`` at once; then every command is polled once per round
-        on the shared poll schedule until all are final or past their deadline.
-        """
-        request = ScriptRequest(
-            script=script, interpreter=Interpreter(interpreter), timeout_seconds=timeout
-        )
-        return self.run_request(targets, request)
-
-    def run_request(
-        self,
-        targets: Sequence[Target],
-        request: ScriptRequest,
-    ) -> BatchResult:
-        """``execute_script_batch`` for a full ``ScriptRequest`` (delivery timeout, comment,
-        MaxConcurrency, MaxErrors)."""
-        groups: dict[tuple[str, str], list[Target]] = defaultdict(list)
-        for target in targets:
-            groups[(target.account_id, target.region)].append(target)
-        if not groups:
-            return BatchResult.from_results([])
-        workers = min(len(groups), self.config.max_concurrent_groups)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            launches = list(pool.map(lambda g: self._launch_group(g, request), groups.values()))
-            results = [r for launch in launches for r in launch.results]
-            refs = [ref for launch in launches for ref in launch.refs]
-            results.extend(self._follow(refs, pool))
-        return BatchResult.from_results(results)
-
-    def _launch_group(self, targets: list[Target], request: ScriptRequest) -> _Launch:
-        launch = _Launch()
-        try:
-            plan = self._again_if_transient(lambda: self.prepare(targets, request))
-        except AwsError as exc:
-            launch.results.extend(
-                ScriptResult.without_running(t, ResultStatus.ERROR, str(exc)) for t in targets
-            )
-            return launch
-        launch.results.extend(plan.results)
-        for chunk in plan.chunks:
-            try:
-                # Only a refused (throttled) SendCommand is sent again: it created nothing.
-                ref = self._again_if_transient(
-                    lambda chunk=chunk: self.send(chunk, request),
-                    when=lambda exc: exc.code in TRANSIENT_CODES,
-                )
-            except AwsError as exc:
-                launch.results.extend(
-                    ScriptResult.without_running(t, ResultStatus.ERROR, str(exc))
-                    for t in chunk.targets
-                )
-                continue
-            launch.refs.append(ref)
-        return launch
-
-    def _again_if_transient(
-        self,
-        step: Callable[[], T],
-        when: Callable[[AwsError], bool] = lambda exc: exc.transient,
-    ) -> T:
-        delays = self.config.poll.delays(random.random)
-        for attempt in range(1, _STEP_ATTEMPTS + 1):
-            try:
-                return step()
-            except AwsError as exc:
-                if attempt == _STEP_ATTEMPTS or not when(exc):
-                    raise
-            time.sleep(next(delays))
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _follow(
-        self,
-        refs: list[CommandRef],
-        pool: ThreadPoolExecutor,
-    ) -> list[ScriptResult]:
-        """Poll every command once per round until each is final or past its deadline."""
-        finished: dict[str, dict[str, ScriptResult]] = {ref.command_id: {} for ref in refs}
-        active = list(refs)
-        delays = iter(self.config.poll.delays(random.random))
-
-        def poll_once(ref: CommandRef) -> CommandProgress | AwsError:
-            try:
-                return self.poll(ref, frozenset(finished[ref.command_id]))
-            except AwsError as exc:
-                return exc
-
-        while active:
-            # Nothing finishes the instant it is sent: wait first, then look.
-            soonest = min(ref.deadline for ref in active)
-            remaining = (soonest - datetime.now(UTC)).total_seconds()
-            time.sleep(max(0.0, min(next(delays), remaining)))
-            still: list[CommandRef] = []
-            for ref, outcome in zip(active, pool.map(poll_once, active), strict=True):
-                done = finished[ref.command_id]
-                if isinstance(outcome, CommandProgress):
-                    for result in outcome.results:
-                        done.setdefault(result.instance_id, result)
-                elif not outcome.transient:
-                    for instance_id in ref.instance_ids:
-                        done.setdefault(instance_id, _poll_failed(ref, instance_id, outcome))
-                pending = [i for i in ref.instance_ids if i not in done]
-                if not pending:
-                    continue
-                if datetime.now(UTC) >= ref.deadline:
-                    for result in self.expire(ref, pending):
-                        done.setdefault(result.instance_id, result)
-                    continue
-                still.append(ref)
-            active = still
-        return [finished[ref.command_id][i] for ref in refs for i in ref.instance_ids]
-
-
-def _poll_failed(ref: CommandRef, instance_id: str, exc: AwsError) -> ScriptResult:
-    target = Target(instance_id=instance_id, account_id=ref.account_id, region=ref.region)
-    return ScriptResult.without_running(
-        target,
-        ResultStatus.ERROR,
-        f"command {ref.command_id} was sent but its status could not be read: {exc}",
-        command_id=ref.command_id,
-    )
 
 
 def _hint_for(code: str) -> str:

@@ -12,14 +12,14 @@ Functions here take boto3 clients and let ``botocore.exceptions.ClientError`` th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from providers.aws.errors import error_code, is_transient
+from providers.aws.errors import error_code, is_transient_fault
 from providers.base import (
     Chunk,
     CommandProgress,
@@ -30,6 +30,15 @@ from providers.base import (
     ScriptResult,
     Target,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_ssm.type_defs import (
+        CommandInvocationTypeDef,
+        CommandPluginTypeDef,
+        SendCommandRequestTypeDef,
+    )
 
 SHELL_DOCUMENT = "AWS-RunShellScript"
 POWERSHELL_DOCUMENT = "AWS-RunPowerShellScript"
@@ -91,7 +100,7 @@ def chunk_targets(
 
 
 def send_command_chunk(
-    ssm: Any,
+    ssm: SSMClient,
     chunk: Chunk,
     request: ScriptRequest,
     *,
@@ -100,7 +109,7 @@ def send_command_chunk(
     grace_seconds: float,
 ) -> CommandRef:
     """Send ``request`` to the instances of ``chunk`` as one ``SendCommand``."""
-    params: dict[str, Any] = {
+    params: SendCommandRequestTypeDef = {
         "InstanceIds": chunk.instance_ids,
         "DocumentName": document_for(request.interpreter),
         "Parameters": {
@@ -167,7 +176,9 @@ def s3_output_keys(
     return f"{base}/stdout", f"{base}/stderr"
 
 
-def outcome_of(invocation: Mapping[str, Any], ref: CommandRef) -> tuple[ResultStatus, str | None]:
+def outcome_of(
+    invocation: CommandInvocationTypeDef, ref: CommandRef
+) -> tuple[ResultStatus, str | None]:
     """The result status of a final invocation and, unless it succeeded, why.
 
     ``StatusDetails`` is the finer of SSM's two fields, so it decides; ``Status`` is only a
@@ -222,16 +233,16 @@ def outcome_of(invocation: Mapping[str, Any], ref: CommandRef) -> tuple[ResultSt
     )
 
 
-def is_final(invocation: Mapping[str, Any]) -> bool:
+def is_final(invocation: CommandInvocationTypeDef) -> bool:
     """True once SSM will not change an invocation's status any more."""
     status, detail = invocation.get("Status"), invocation.get("StatusDetails")
     return status not in _STILL_RUNNING and detail not in _STILL_RUNNING
 
 
-def list_invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
+def list_invocations(ssm: SSMClient, command_id: str) -> list[CommandInvocationTypeDef]:
     """Every invocation of a command with plugin details, in pages of 50."""
     paginator = ssm.get_paginator("list_command_invocations")
-    invocations: list[dict[str, Any]] = []
+    invocations: list[CommandInvocationTypeDef] = []
     pages = paginator.paginate(
         CommandId=command_id, Details=True, PaginationConfig={"PageSize": PAGE_SIZE}
     )
@@ -241,11 +252,11 @@ def list_invocations(ssm: Any, command_id: str) -> list[dict[str, Any]]:
 
 
 def poll_invocations(
-    ssm: Any,
+    ssm: SSMClient,
     ref: CommandRef,
     finished: Collection[str] = (),
     *,
-    s3: Callable[[], Any] | None = None,
+    s3: Callable[[], S3Client] | None = None,
 ) -> CommandProgress:
     """One poll round of ``ref``: results of instances that became final, and the rest.
 
@@ -280,16 +291,16 @@ def poll_invocations(
     return CommandProgress(ref=ref, results=results, pending=pending)
 
 
-def _plugin(invocation: Mapping[str, Any]) -> Mapping[str, Any]:
+def _plugin(invocation: CommandInvocationTypeDef) -> CommandPluginTypeDef:
     plugins = invocation.get("CommandPlugins") or [{}]
     return plugins[0]
 
 
 def final_output(
-    ssm: Any,
+    ssm: SSMClient,
     ref: CommandRef,
-    invocation: Mapping[str, Any],
-    s3: Callable[[], Any] | None,
+    invocation: CommandInvocationTypeDef,
+    s3: Callable[[], S3Client] | None,
 ) -> CommandOutput | None:
     """The output of a final invocation, fetched at most once; None when a fetch must wait
     for the next round (throttled past botocore's retries, or not visible yet)."""
@@ -300,12 +311,13 @@ def final_output(
     instance_id = invocation["InstanceId"]
     try:
         if ref.output_s3_bucket and s3 is not None:
-            from_s3 = _read_s3_output(s3(), ref, instance_id, plugin.get("Name", ""))
+            plugin_name = plugin.get("Name", "")
+            from_s3 = _read_s3_output(s3(), ref.output_s3_bucket, ref, instance_id, plugin_name)
             if from_s3 is not None:
                 return from_s3
         return _get_command_invocation(ssm, ref.command_id, instance_id)
     except (ClientError, BotoCoreError) as exc:
-        if is_transient(exc) or error_code(exc) == "InvocationDoesNotExist":
+        if is_transient_fault(exc) or error_code(exc) == "InvocationDoesNotExist":
             return None
         cut = split_plugin_output(listed)
         return CommandOutput(
@@ -320,7 +332,7 @@ def final_output(
         )
 
 
-def _get_command_invocation(ssm: Any, command_id: str, instance_id: str) -> CommandOutput:
+def _get_command_invocation(ssm: SSMClient, command_id: str, instance_id: str) -> CommandOutput:
     reply = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
     stdout = reply.get("StandardOutputContent") or ""
     stderr = reply.get("StandardErrorContent") or ""
@@ -333,20 +345,21 @@ def _get_command_invocation(ssm: Any, command_id: str, instance_id: str) -> Comm
 
 
 def _read_s3_output(
-    s3: Any, ref: CommandRef, instance_id: str, plugin: str
+    s3: S3Client, bucket: str, ref: CommandRef, instance_id: str, plugin: str
 ) -> CommandOutput | None:
-    """The full output SSM wrote to the bucket; None when stdout is not there (the instance
+    """The full output SSM wrote to ``bucket``; None when stdout is not there (the instance
     profile may lack write access), so the caller falls back to GetCommandInvocation."""
     stdout_key, stderr_key = s3_output_keys(
         ref.output_s3_prefix, ref.command_id, instance_id, plugin or "aws:runShellScript"
     )
-    stdout = _read_object(s3, ref.output_s3_bucket, stdout_key)
+    stdout = _read_object(s3, bucket, stdout_key)
     if stdout is None:
         return None
-    return CommandOutput(stdout=stdout, stderr=_read_object(s3, ref.output_s3_bucket, stderr_key))
+    # The agent uploads stderr only when the script wrote some.
+    return CommandOutput(stdout=stdout, stderr=_read_object(s3, bucket, stderr_key) or "")
 
 
-def _read_object(s3: Any, bucket: str | None, key: str) -> str | None:
+def _read_object(s3: S3Client, bucket: str, key: str) -> str | None:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as exc:
@@ -358,7 +371,7 @@ def _read_object(s3: Any, bucket: str | None, key: str) -> str | None:
 
 
 def result_of(
-    ref: CommandRef, invocation: Mapping[str, Any], output: CommandOutput
+    ref: CommandRef, invocation: CommandInvocationTypeDef, output: CommandOutput
 ) -> ScriptResult:
     """The ScriptResult of one final invocation."""
     plugin = _plugin(invocation)
@@ -386,7 +399,9 @@ def result_of(
     )
 
 
-def cancel_invocations(ssm: Any, ref: CommandRef, pending: Iterable[str]) -> list[ScriptResult]:
+def cancel_invocations(
+    ssm: SSMClient, ref: CommandRef, pending: Iterable[str]
+) -> list[ScriptResult]:
     """Cancel what is still running past the deadline (best effort) and say so per instance."""
     pending = list(pending)
     if not pending:

@@ -62,13 +62,7 @@ def test_default_provider_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_new_providers_register_without_touching_flows(isolated_registry: None) -> None:
     register_provider("echo", _EchoProvider)
     assert type(load_provider("echo")) is _EchoProvider
-
-    @register_provider("echo-decorated")
-    def build() -> _EchoProvider:
-        return _EchoProvider()
-
-    assert type(load_provider("echo-decorated")) is _EchoProvider
-    assert build is registry.registered_providers()["echo-decorated"].factory
+    assert registry.registered_providers()["echo"].factory is _EchoProvider
 
 
 def test_a_provider_name_with_a_slash_is_refused(isolated_registry: None) -> None:

@@ -171,13 +171,13 @@ def test_split_steps_and_poll_from_a_new_provider_instance(provider: LocalProvid
     other = LocalProvider()
     deadline = time.monotonic() + 10
     progress = other.poll(ref)
-    while not progress.done and time.monotonic() < deadline:
+    while progress.pending and time.monotonic() < deadline:
         time.sleep(0.05)
         progress = other.poll(ref)
     assert [r.stdout for r in progress.results] == ["done\n"]
     # Polling again with the instance already reported returns nothing new.
     again = other.poll(ref, finished={"localhost"})
-    assert again.results == [] and again.done
+    assert again.results == [] and again.pending == []
 
 
 def test_expire_kills_a_running_script(provider: LocalProvider) -> None:

@@ -164,7 +164,9 @@ def run_initial_qc(
         qc_script(prep.params, prep.change),
         prep.params.qc_timeout_seconds,
     )
-    batch = prep.run.run_script(reachable, request, progress_key=prep.artifact("qc-progress"))
+    batch = prep.run.run_script(
+        PrepStep.INITIAL_QC.value, reachable, request, progress_key=prep.artifact("qc-progress")
+    )
     by_id = {t.instance_id: t for t in reachable}
     verdicts = {
         r.instance_id: judge_qc(by_id[r.instance_id], r, prep.require_crowdstrike)
@@ -349,7 +351,10 @@ def stage_kernels(
             "staging %s on %d instance(s) of %s", decision.kernel, len(targets), group.name
         )
         batch = prep.run.run_script(
-            targets, request, progress_key=prep.artifact("staging-progress")
+            PrepStep.STAGE_KERNELS.value,
+            targets,
+            request,
+            progress_key=prep.artifact("staging-progress"),
         )
         results.extend(batch.results)
         staged.extend(judge_staging(r, group.name, decision.kernel) for r in batch.results)
@@ -389,7 +394,12 @@ def collect_prep_files(prep: PrepRun, targets: Sequence[Target]) -> list[Instanc
         collect_script(prep.change, prep.params.workdir),
         COLLECT_TIMEOUT_SECONDS,
     )
-    batch = prep.run.run_script(targets, request, progress_key=prep.artifact("collect-progress"))
+    batch = prep.run.run_script(
+        PrepStep.FINAL_REPORT.value,
+        targets,
+        request,
+        progress_key=prep.artifact("collect-progress"),
+    )
     collected = [judge_collection(r) for r in batch.results]
     parsed = {c.instance_id: c.files.model_dump(mode="json") for c in collected if c.files}
     prep.run.record_step(PrepStep.FINAL_REPORT.value, batch.results, parsed)

@@ -9,6 +9,7 @@ An instance ends the QC step with one verdict: ``passed`` (it can be patched), `
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -109,7 +110,7 @@ def _ran_but_failed(result: ScriptResult) -> str:
 
 def judge_qc(target: Target, result: ScriptResult, require_crowdstrike: bool) -> InstanceQc:
     """The verdict on one instance from its QC command's result."""
-    base = dict(
+    base: dict[str, Any] = dict(
         instance_id=target.instance_id,
         account_id=target.account_id,
         region=target.region,

@@ -237,7 +237,7 @@ def test_gov_region_with_commercial_only_credentials_is_refused_before_any_call(
     with pytest.raises(PartitionMismatchError) as raised:
         resolver.credentials_for("us-gov-west-1", account_id)
     with pytest.raises(PartitionMismatchError):
-        resolver.session("us-gov-east-1", account_id)
+        resolver.credentials_for("us-gov-east-1", account_id)
 
     assert "us-gov-west-1" in str(raised.value)
     assert "AWS_ACCESS_KEY_ID_GOV" in str(raised.value)
@@ -281,7 +281,8 @@ def test_assume_role_in_gov_builds_the_gov_role_arn_and_passes_the_block_setting
     assert assumed.role_arn == sent.params["RoleArn"]
     assert assumed.arn.startswith(f"arn:aws-us-gov:sts::{GOV_ACCOUNT}:assumed-role/PatchingQC/")
     assert assumed.expiry is not None
-    identity = resolver.session("us-gov-east-1", GOV_ACCOUNT).client("sts").get_caller_identity()
+    session = resolver.credentials_for("us-gov-east-1", GOV_ACCOUNT).boto3_session("us-gov-east-1")
+    identity = session.client("sts").get_caller_identity()
     assert identity["Account"] == GOV_ACCOUNT
 
 
@@ -349,8 +350,9 @@ def test_refused_assume_role_names_account_and_role_and_never_falls_back(
     with enable_iam_authentication():
         with pytest.raises(CredentialError) as raised:
             resolver.credentials_for("us-east-1", COM_ACCOUNT)
+        # Asked again, it still refuses: never the base credentials instead.
         with pytest.raises(CredentialError):
-            resolver.session("us-east-1", COM_ACCOUNT)
+            resolver.credentials_for("us-east-1", COM_ACCOUNT)
 
     message = str(raised.value)
     assert COM_ACCOUNT in message and role_arn in message and "(com)" in message

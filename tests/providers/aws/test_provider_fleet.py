@@ -6,9 +6,17 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Collection
+from dataclasses import dataclass
 
 from providers.aws.provider import AwsProvider
-from providers.base import BatchStatus, CommandProgress, CommandRef, Platform, ResultStatus
+from providers.base import (
+    BatchStatus,
+    CommandProgress,
+    CommandRef,
+    Platform,
+    ResultStatus,
+    Target,
+)
 from tests.providers.aws.ssm_fixtures import (
     GOV_ACCOUNT,
     HOME_ACCOUNT,
@@ -16,6 +24,7 @@ from tests.providers.aws.ssm_fixtures import (
     Fleet,
     targets_of,
 )
+from tests.ssm_emulator import EmulatedInstance
 
 # Prints what only this instance knows (a file in its own sandbox), then behaves as its
 # sandbox tells it to: exit with a given code, or run far past its timeout.
@@ -40,7 +49,33 @@ def counting(provider: AwsProvider) -> tuple[AwsProvider, Counter[str]]:
     return provider, polls
 
 
-def test_120_instances_over_accounts_regions_and_govcloud(fleet: Fleet):
+@dataclass
+class MixedFleet:
+    """120 instances over two accounts, three commercial regions and GovCloud, four of them
+    odd (a failing script, a slow one, an offline agent, an unmanaged instance), plus two
+    Windows instances: one listed as Linux (SSM knows better), one listed as Windows."""
+
+    instances: list[EmulatedInstance]
+    failing: EmulatedInstance
+    slow: EmulatedInstance
+    offline: EmulatedInstance
+    unmanaged: EmulatedInstance
+    hidden_windows: EmulatedInstance
+    listed_windows: EmulatedInstance
+    targets: list[Target]
+
+    @property
+    def special(self) -> set[str]:
+        odd = (self.failing, self.slow, self.offline, self.unmanaged)
+        return {i.instance_id for i in (*odd, self.hidden_windows, self.listed_windows)}
+
+    @property
+    def not_sent(self) -> set[str]:
+        left_out = (self.offline, self.unmanaged, self.hidden_windows, self.listed_windows)
+        return {i.instance_id for i in left_out}
+
+
+def build_mixed_fleet(fleet: Fleet) -> MixedFleet:
     world = fleet.world
     layout = {
         (HOME_ACCOUNT, "us-east-1"): 60,
@@ -51,34 +86,33 @@ def test_120_instances_over_accounts_regions_and_govcloud(fleet: Fleet):
     }
     groups = {key: fleet.add(n, *key) for key, n in layout.items()}
     instances = [i for group in groups.values() for i in group]
-    assert len(instances) == 120
     failing, slow, offline, unmanaged = groups[(HOME_ACCOUNT, "us-east-1")][:4]
     failing.write_file("/etc/exit-code", "3\n")
     slow.write_file("/etc/slow", "")
     world.set_offline(offline.instance_id)
     world.set_unmanaged(unmanaged.instance_id)
-    # Listed as Linux, but SSM knows better; and one listed as Windows outright.
     hidden_windows = world.add_instance(HOME_ACCOUNT, "us-east-1", platform="windows")
     listed_windows = world.add_instance(ROLE_ACCOUNT, "us-west-2", platform="windows")
     targets = targets_of(instances)
     targets += targets_of([hidden_windows], platform=Platform.LINUX)
     targets += targets_of([listed_windows])
+    return MixedFleet(
+        instances, failing, slow, offline, unmanaged, hidden_windows, listed_windows, targets
+    )
+
+
+def test_120_instances_over_accounts_regions_and_govcloud(fleet: Fleet):
+    world = fleet.world
+    mixed = build_mixed_fleet(fleet)
+    assert len(mixed.instances) == 120
 
     provider, polls = counting(fleet.provider())
-    batch = provider.execute_script_batch(targets, SCRIPT, timeout=2)
+    batch = provider.execute_script_batch(mixed.targets, SCRIPT, timeout=2)
 
     by_id = {r.instance_id: r for r in batch.results}
-    assert len(batch.results) == len(targets) == len(by_id)
-    special = {
-        failing.instance_id,
-        slow.instance_id,
-        offline.instance_id,
-        unmanaged.instance_id,
-        hidden_windows.instance_id,
-        listed_windows.instance_id,
-    }
-    for instance in instances:
-        if instance.instance_id in special:
+    assert len(batch.results) == len(mixed.targets) == len(by_id)
+    for instance in mixed.instances:
+        if instance.instance_id in mixed.special:
             continue
         result = by_id[instance.instance_id]
         assert result.status is ResultStatus.SUCCESS, result
@@ -87,29 +121,28 @@ def test_120_instances_over_accounts_regions_and_govcloud(fleet: Fleet):
         assert (result.account_id, result.region) == (instance.account_id, instance.region)
         assert not result.stdout_truncated and result.command_id
 
-    assert by_id[failing.instance_id].status is ResultStatus.FAILED
-    assert by_id[failing.instance_id].exit_code == 3
-    assert by_id[failing.instance_id].stdout == f"instance {failing.instance_id}\n"
-    assert by_id[slow.instance_id].status is ResultStatus.TIMED_OUT
-    assert "execution timeout" in by_id[slow.instance_id].error
-    assert by_id[offline.instance_id].status is ResultStatus.OFFLINE
-    assert "ConnectionLost" in by_id[offline.instance_id].error
-    assert by_id[unmanaged.instance_id].status is ResultStatus.NOT_MANAGED
-    assert "not registered with SSM" in by_id[unmanaged.instance_id].error
-    for windows in (hidden_windows, listed_windows):
+    failing = by_id[mixed.failing.instance_id]
+    assert (failing.status, failing.exit_code) == (ResultStatus.FAILED, 3)
+    assert failing.stdout == f"instance {mixed.failing.instance_id}\n"
+    assert by_id[mixed.slow.instance_id].status is ResultStatus.TIMED_OUT
+    assert "execution timeout" in by_id[mixed.slow.instance_id].error
+    assert by_id[mixed.offline.instance_id].status is ResultStatus.OFFLINE
+    assert "ConnectionLost" in by_id[mixed.offline.instance_id].error
+    assert by_id[mixed.unmanaged.instance_id].status is ResultStatus.NOT_MANAGED
+    assert "not registered with SSM" in by_id[mixed.unmanaged.instance_id].error
+    for windows in (mixed.hidden_windows, mixed.listed_windows):
         assert by_id[windows.instance_id].status is ResultStatus.SKIPPED
         assert "windows" in by_id[windows.instance_id].error
     assert batch.status is BatchStatus.PARTIAL
-    assert batch.success_count == 120 - 4
-    assert batch.failure_count == 6
+    assert (batch.success_count, batch.failure_count) == (120 - 4, 6)
 
     # Budget: one SendCommand per 50 sendable instances of a group, each instance sent once.
-    not_sent = {offline.instance_id, unmanaged.instance_id, hidden_windows.instance_id}
-    not_sent.add(listed_windows.instance_id)
-    sendable = Counter((i.account_id, i.region) for i in instances if i.instance_id not in not_sent)
+    sendable = Counter(
+        (i.account_id, i.region) for i in mixed.instances if i.instance_id not in mixed.not_sent
+    )
     assert fleet.calls("SendCommand") == sum(math.ceil(n / 50) for n in sendable.values()) == 6
     sent = world.send_commands_per_instance
-    assert set(sent) == {i.instance_id for i in instances} - not_sent
+    assert set(sent) == {i.instance_id for i in mixed.instances} - mixed.not_sent
     assert set(sent.values()) == {1}
     # DescribeInstanceInformation: one call per 50 targets of a group (61 in the first).
     assert fleet.calls("DescribeInstanceInformation") == 2 + 4

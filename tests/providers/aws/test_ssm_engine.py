@@ -5,10 +5,15 @@ expired tokens, deadlines, and every way an invocation can end."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.exceptions import ConnectionClosedError
 
+from providers.aws import provider as aws_provider
+from providers.aws.clients import ServiceName, make_client
 from providers.aws.errors import AwsError
 from providers.aws.provider import AwsProvider
 from providers.base import (
@@ -91,6 +96,7 @@ def test_long_output_without_a_bucket_is_fetched_once_and_flagged_truncated(flee
 def test_long_output_with_a_bucket_comes_whole_from_s3(fleet: Fleet):
     instances = fleet.add(3, HOME_ACCOUNT, "us-east-1")
     instances[0].write_file("/etc/sizes", "30000 9000\n")
+    instances[1].write_file("/etc/sizes", "26000 0\n")
     s3 = boto3.client(
         "s3",
         region_name="us-east-1",
@@ -102,13 +108,17 @@ def test_long_output_with_a_bucket_comes_whole_from_s3(fleet: Fleet):
 
     results, _ = run_steps(provider, targets_of(instances), ScriptRequest(script=SIZED_OUTPUT))
 
-    long_result = next(r for r in results if r.instance_id == instances[0].instance_id)
+    by_id = {r.instance_id: r for r in results}
+    long_result, no_stderr = by_id[instances[0].instance_id], by_id[instances[1].instance_id]
     assert long_result.stdout == "o" * 30_000 and not long_result.stdout_truncated
     assert long_result.stderr == "e" * 9_000 and not long_result.stderr_truncated
+    # The agent uploads no stderr object for a script that wrote none.
+    assert no_stderr.stdout == "o" * 26_000 and no_stderr.stderr == ""
+    assert no_stderr.status is ResultStatus.SUCCESS
     command = fleet.world.commands[0]
     assert (command.output_s3_bucket, command.output_s3_prefix) == ("ops-run-output", "runs/qc")
     assert fleet.calls("GetCommandInvocation") == 0
-    assert fleet.calls("GetObject", service="s3") == 2  # stdout and stderr of the long one
+    assert fleet.calls("GetObject", service="s3") == 4  # stdout and stderr of the long two
 
 
 def test_invocations_not_listed_yet_are_pending_not_lost(fleet: Fleet):
@@ -281,5 +291,49 @@ def test_throttling_past_botocores_retries_is_transient_and_sends_nothing(fleet:
         provider.send(plan.chunks[0], request)
 
     assert raised.value.transient and raised.value.code == "ThrottlingException"
+    # AWS refused it, so it created nothing: sending it again cannot run the script twice.
+    assert raised.value.safe_to_repeat
     assert "account 111111111111 region us-east-1" in str(raised.value)
     assert not fleet.world.send_commands_per_instance
+
+
+def test_a_send_throttled_past_botocores_retries_is_sent_again_once(fleet: Fleet):
+    instances = fleet.add(3, HOME_ACCOUNT, "us-east-1")
+    # max_attempts=2: three HTTP attempts per send, so the first send fails as a whole.
+    provider = fleet.provider(max_attempts=2)
+    fleet.world.fail_next("SendCommand", code="ThrottlingException", times=4)
+
+    batch = provider.execute_script_batch(targets_of(instances), SIZED_OUTPUT)
+
+    assert [r.status for r in batch.results] == [ResultStatus.SUCCESS] * 3
+    assert fleet.calls("SendCommand") == 5
+    assert set(fleet.world.send_commands_per_instance.values()) == {1}
+
+
+def test_a_send_whose_answer_was_lost_is_not_sent_again(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+):
+    instances = fleet.add(2, HOME_ACCOUNT, "us-east-1")
+    provider = fleet.provider(max_attempts=1)
+    lost: list[str] = []
+
+    def lose_the_answer(request: AWSPreparedRequest, **_: object) -> None:
+        # Called after the emulator answered: the command exists, its answer never arrives.
+        lost.append(request.url)
+        raise ConnectionClosedError(endpoint_url=request.url)
+
+    def lossy_client(session: Any, service: ServiceName, region: str, config: Any) -> Any:
+        client = make_client(session, service, region, config)
+        client.meta.events.register("before-send.ssm.SendCommand", lose_the_answer)
+        return client
+
+    monkeypatch.setattr(aws_provider, "make_client", lossy_client)
+
+    batch = provider.execute_script_batch(targets_of(instances), SIZED_OUTPUT)
+
+    for result in batch.results:
+        assert result.status is ResultStatus.ERROR
+        assert "SendCommand to 2 instance(s) failed in account 111111111111" in result.error
+        assert "may have gone out" in result.error
+    # botocore's own retry (max_attempts=1) repeats it once; the engine adds no send at all.
+    assert len(lost) == 2
