@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
+from enum import StrEnum
 from importlib import resources
 
 from providers.base import Interpreter
@@ -37,6 +38,17 @@ def available_scripts() -> list[str]:
                 if f.name.endswith((".sh", ".ps1"))
             )
     return sorted(names)
+
+
+def _member_name(script: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", script).strip("_").upper()
+
+
+# The bundled scripts as choices, so a deployment's form offers a drop-down, not free text;
+# built from the files, so a new script file is a new choice.
+BundledScript = StrEnum(  # type: ignore[misc]
+    "BundledScript", {_member_name(name): name for name in available_scripts()}
+)
 
 
 def load_script(name: str) -> str:

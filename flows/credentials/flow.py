@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, task
 
 from blocks import load_provider
 from flows.common.engine import TRANSIENT_RETRIES
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, Tally, WorkflowRun
 from flows.credentials.report import (
@@ -70,7 +71,13 @@ def log_check(check: EnvironmentCheck) -> None:
     get_run_logger().info("%s: %s%s", check.environment.value, check.status.value, detail)
 
 
-@flow(name=WORKFLOW, log_prints=False)
+@flow(
+    name=WORKFLOW,
+    log_prints=False,
+    flow_run_name=run_namer(
+        lambda p: run_title("credentials", *(str(e) for e in p.get("environments") or []))
+    ),
+)
 def validate_credentials(
     environments: list[Environment] = [Environment.COM, Environment.GOV],  # noqa: B006
     provider: str | None = None,
@@ -115,4 +122,4 @@ def validate_credentials(
         raise CredentialsRefusedError(
             f"credentials refused for: {names} (see the run's artifacts and {report})"
         )
-    return result
+    return final_state(result, result.outcome(), result.needs_attention)

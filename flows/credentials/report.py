@@ -45,6 +45,15 @@ class CredentialValidation(BaseModel):
     def valid(self) -> list[EnvironmentCheck]:
         return [c for c in self.checks if c.status is CheckStatus.VALID]
 
+    @property
+    def needs_attention(self) -> bool:
+        """An environment asked for has no credentials at all."""
+        return any(c.status is CheckStatus.NOT_CONFIGURED for c in self.checks)
+
+    def outcome(self) -> str:
+        """One line for the run's final state: each environment and its status."""
+        return ", ".join(f"{c.environment.value} {c.status.value}" for c in self.checks)
+
 
 def check_rows(checks: Sequence[EnvironmentCheck]) -> list[dict[str, str]]:
     """One row per environment: who, from where, until when, or what is wrong."""

@@ -28,16 +28,24 @@ from flows.common.fanout import (
     run_per_account,
     split_by_account,
 )
-from flows.common.remote_scripts import render_script
+from flows.common.naming import final_state, rename_run, run_namer, run_title
+from flows.common.remote_scripts import BundledScript, render_script
 from flows.common.reporting import artifact_key, result_rows, status_counts, utc_stamp
 from flows.common.runs import RunReport, Table, Tally, WorkflowRun
 from flows.common.targets import select_targets
 from flows.script_run.parameters import choose_script
-from flows.script_run.report import RunScriptResult, summary_markdown
+from flows.script_run.report import RunScriptResult, outcome, summary_markdown
 from flows.store import Store
 from providers.base import BatchResult, DiscoveryFilter, Interpreter, Target
 
 WORKFLOW = "run-script"
+
+
+def script_title(script_name: object) -> str:
+    """``host_facts.sh`` for the bundled ``linux/host_facts.sh``; ``inline`` without a name."""
+    if not script_name:
+        return "inline"
+    return str(getattr(script_name, "value", script_name)).rsplit("/", 1)[-1]
 
 
 def run_fanned_out(
@@ -95,10 +103,19 @@ def report_run(
 
 
 # persist_result: a fanned-out parent reads its children's results back from result storage.
-@flow(name=WORKFLOW, log_prints=False, persist_result=True)
+@flow(
+    name=WORKFLOW,
+    log_prints=False,
+    persist_result=True,
+    flow_run_name=run_namer(
+        lambda p: run_title(
+            WORKFLOW, script_title(p.get("script_name")), p.get("change_number") or "adhoc"
+        )
+    ),
+)
 def run_script(
     script: str | None = None,
-    script_name: str | None = None,
+    script_name: BundledScript | None = None,
     interpreter: Interpreter | None = None,
     timeout_seconds: int = 300,
     parameters: dict[str, str] | None = None,
@@ -116,7 +133,7 @@ def run_script(
 
     Args:
         script: inline script text.
-        script_name: a bundled script such as ``linux/host_facts.sh``.
+        script_name: a bundled script, such as ``linux/host_facts.sh`` (the form lists them).
         interpreter: bash, sh, python or powershell (default from the script).
         timeout_seconds: the script's own execution limit on each server.
         parameters: values the script reads as environment variables (quoted, never spliced).
@@ -147,6 +164,7 @@ def run_script(
         discovery=discovery,
     )
     run = WorkflowRun.begin(WORKFLOW, chosen, store, change)
+    rename_run(run_title(WORKFLOW, script_title(script_name), change or "adhoc"))
     request = run.request(
         "",
         text,
@@ -190,4 +208,5 @@ def run_script(
     run.finish_step(run_id, Tally.of(batch))
 
     # 4. Report
-    return report_run(run, label, batch, children)
+    result = report_run(run, label, batch, children)
+    return final_state(result, outcome(result), batch.failure_count > 0)

@@ -21,6 +21,15 @@ class RunScriptResult(BaseModel):
     )
 
 
+def outcome(result: RunScriptResult) -> str:
+    """One line for the run's final state."""
+    batch = result.batch
+    return (
+        f"{result.script}: {batch.success_count} of {len(batch.results)} succeeded "
+        f"({status_counts(batch)})"
+    )
+
+
 def summary_markdown(result: RunScriptResult, run_name: str) -> str:
     """The run's summary: overall outcome, what needs attention, every instance."""
     batch = result.batch

@@ -80,6 +80,7 @@ class SftState(BaseModel):
     device_token_present: bool | None = None
     config_present: bool | None = None
     linux_distro: str | None = None
+    hostname: str | None = None
     windows_version: str | None = None
     error: str | None = None
 
@@ -219,6 +220,7 @@ def parse_sft_detection(text: str | None, platform: Platform | None = None) -> S
         config_present=_yes_no(markers, "SFT_CONFIG", problems),
         linux_distro=markers.get("LINUX_DISTRO") or None,
         windows_version=markers.get("WINDOWS_VERSION") or None,
+        hostname=markers.get("SFT_HOSTNAME") or None,
         error="; ".join(problems) or None,
     )
 

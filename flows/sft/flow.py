@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 
 from blocks import load_provider
 from flows.common.events import FailureKind
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, Tally, WorkflowRun
 from flows.sft.decide import Judgement, decide, judge_fix
@@ -53,6 +54,14 @@ from providers.base import ScriptResult, Target
 WORKFLOW = "sft-fixer"
 
 Decision = SftAction | Judgement
+
+
+def instances_title(instances: object) -> str:
+    """The change number, or how many instances were named."""
+    if isinstance(instances, str):
+        return instances
+    count = len(instances) if isinstance(instances, list) else 0
+    return f"{count} instance(s)"
 
 
 def act(
@@ -165,10 +174,18 @@ def report_run(
     return result.model_copy(update={"report_path": str(report)})
 
 
-@flow(name=WORKFLOW, log_prints=False)
+@flow(
+    name=WORKFLOW,
+    log_prints=False,
+    flow_run_name=run_namer(
+        lambda p: run_title(
+            WORKFLOW, str(p.get("action") or SftAction.DETECT), instances_title(p.get("instances"))
+        )
+    ),
+)
 def sft_fixer(
     instances: list[Target] | str,
-    action: SftAction = SftAction.AUTO,
+    action: SftAction = SftAction.DETECT,
     provider: str | None = None,
     token_block: str = "sft-enrollment-token",
     max_instances: int = 5,
@@ -182,8 +199,9 @@ def sft_fixer(
 
     Args:
         instances: the servers, as targets, or the number of a stored change.
-        action: detect (read only), install, reset, or auto (detect, then install where the
-            agent is missing and reset where it is stopped or not enrolled).
+        action: detect (read only, the default: a call that names no action changes
+            nothing), install, reset, or auto (detect, then install where the agent is missing
+            and reset where it is stopped or not enrolled).
         provider: provider block slug, block name, or ``aws``/``local``.
         token_block: the Prefect Secret block holding the ASA enrollment token; when it is not
             saved, the ``SFT_ENROLLMENT_TOKEN`` variable is used.
@@ -248,4 +266,5 @@ def sft_fixer(
     record_verdicts(run, outcomes, {**detected, **{i: r for i, (r, _) in verified.items()}})
 
     # 7. Report
-    return report_run(run, action, outcomes)
+    result = report_run(run, action, outcomes)
+    return final_state(result, result.summary_line(), result.needs_attention)

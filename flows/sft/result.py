@@ -54,6 +54,16 @@ class SftFixerResult(BaseModel):
     def count(self, verdict: SftVerdict) -> int:
         return sum(1 for o in self.outcomes if o.verdict is verdict)
 
+    @property
+    def needs_attention(self) -> bool:
+        """The agent is not healthy now on some instance."""
+        return any(not o.verdict.is_good for o in self.outcomes)
+
+    def summary_line(self) -> str:
+        """One line for the run's final state: counts per verdict."""
+        counts = ", ".join(f"{self.count(v)} {v.value}" for v in SftVerdict if self.count(v))
+        return f"{self.action.value} on {len(self.outcomes)} instance(s): {counts or 'none'}"
+
     def outcome(self, instance_id: str) -> SftInstanceOutcome:
         """The outcome of one instance, by id."""
         for outcome in self.outcomes:

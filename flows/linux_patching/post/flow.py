@@ -42,6 +42,7 @@ from flows.common.fanout import (
     run_per_account,
     split_by_account,
 )
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, WorkflowRun
 from flows.common.targets import distinct_targets, select_targets
@@ -208,7 +209,12 @@ def report_run(
 
 
 # persist_result: a fanned-out parent reads its children's results back from result storage.
-@flow(name=POST_WORKFLOW, log_prints=False, persist_result=True)
+@flow(
+    name=POST_WORKFLOW,
+    log_prints=False,
+    persist_result=True,
+    flow_run_name=run_namer(lambda p: run_title("post", p.get("change_number"))),
+)
 def linux_qc_patching_post(
     change_number: str,
     change_csv: str | None = None,
@@ -287,4 +293,5 @@ def linux_qc_patching_post(
     run.finish_step(run_id, post_tally(judged))
 
     # 7. Report
-    return report_run(run, params, judged, children)
+    result = report_run(run, params, judged, children)
+    return final_state(result, result.outcome(), result.needs_attention)

@@ -6,7 +6,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from flows.linux_patching.post_verdict import InstancePost, PostVerdict
+from flows.linux_patching.post_verdict import InstancePost, PostVerdict, post_tally
 
 
 class PostResult(BaseModel):
@@ -23,6 +23,16 @@ class PostResult(BaseModel):
     def verdict_counts(self) -> dict[str, int]:
         counts = Counter(i.verdict.value for i in self.instances)
         return {v.value: counts[v.value] for v in PostVerdict if counts[v.value]}
+
+    @property
+    def needs_attention(self) -> bool:
+        """An instance did not pass (Windows servers, not applicable, aside)."""
+        return post_tally(self.instances).failed > 0
+
+    def outcome(self) -> str:
+        """One line for the run's final state: counts per verdict."""
+        counts = ", ".join(f"{n} {v}" for v, n in self.verdict_counts().items()) or "no instances"
+        return f"{len(self.instances)} instance(s): {counts}"
 
     @property
     def passed(self) -> list[InstancePost]:

@@ -45,6 +45,7 @@ from flows.common.fanout import (
     run_per_account,
     split_by_account,
 )
+from flows.common.naming import final_state, rename_run, run_namer, run_title
 from flows.common.progress import StepProgress
 from flows.common.reporting import artifact_key, publish_table, utc_stamp
 from flows.common.runs import RunReport, Table, WorkflowRun
@@ -59,6 +60,7 @@ from flows.linux_patching.prep.kernel_choice import (
 from flows.linux_patching.prep.kernel_groups import KernelGroup, group_kernels
 from flows.linux_patching.prep.parameters import (
     ALL_STEPS,
+    PrepParameterError,
     PrepParameters,
     validate_prep_parameters,
 )
@@ -115,8 +117,20 @@ class PrepRun:
 def start(
     run: WorkflowRun, params: PrepParameters, require_crowdstrike: bool, targets: Sequence[Target]
 ) -> PrepRun:
-    """The prep run of a change, its step progress shown from the start."""
+    """The prep run of a change, its step progress shown from the start. Refuses to stage
+    without a QC to stage from, before anything is sent."""
     assert run.change is not None  # validate_prep_parameters requires a number or a CSV
+    if not params.runs(PrepStep.INITIAL_QC) and params.runs(PrepStep.STAGE_KERNELS):
+        recorded = run.store.latest_executions(run.change, PREP_WORKFLOW, PrepStep.INITIAL_QC.value)
+        if not recorded:
+            raise PrepParameterError(
+                [
+                    f"steps: {', '.join(s.value for s in params.steps)} stages kernels from the "
+                    f"recorded initial QC, and no initial QC is recorded for change "
+                    f"{run.change}: run the QC first (steps initial_qc, stage_kernels, "
+                    "final_report: the default), or add initial_qc to steps"
+                ]
+            )
     get_run_logger().info(
         "change %s: %d instance(s) through %s; steps %s",
         run.change,
@@ -473,7 +487,12 @@ def finish(prep: PrepRun, result: PrepResult) -> PrepResult:
 
 
 # persist_result: a fanned-out parent reads its children's results back from result storage.
-@flow(name=PREP_WORKFLOW, log_prints=False, persist_result=True)
+@flow(
+    name=PREP_WORKFLOW,
+    log_prints=False,
+    persist_result=True,
+    flow_run_name=run_namer(lambda p: run_title("prep", p.get("change_number") or "change-file")),
+)
 def linux_qc_patching_prep(
     change_number: str | None = None,
     change_csv: str | None = None,
@@ -544,6 +563,7 @@ def linux_qc_patching_prep(
         chosen, store, targets=instances, change_number=params.change_number, change_csv=change_csv
     )
     run = WorkflowRun.begin(PREP_WORKFLOW, chosen, store, change)
+    rename_run(run_title("prep", change))
     prep = start(run, params, require_crowdstrike, targets)
 
     # 2. Connectivity check
@@ -570,4 +590,5 @@ def linux_qc_patching_prep(
         reached = [t for t in reachable if verdicts[t.instance_id].reached]
         result = result.model_copy(update={"collected": collect_prep_files(prep, reached)})
         prep.progress.step_done()
-    return finish(prep, result)
+    result = finish(prep, result)
+    return final_state(result, result.outcome(), result.needs_attention)

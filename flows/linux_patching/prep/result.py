@@ -13,6 +13,9 @@ from flows.linux_patching.prep.qc import InstanceQc, QcVerdict
 from flows.linux_patching.prep.staging import InstancePrepFiles
 from flows.linux_patching.prep_record import PrepStep, StagedInstance
 
+# Verdicts that need a person: the instance cannot be patched as it stands.
+NEEDS_A_PERSON = (QcVerdict.FAILED, QcVerdict.QC_ERROR, QcVerdict.UNREACHABLE)
+
 
 class PrepResult(BaseModel):
     """The prep run of one change: verdicts, kernel groups, staged kernels, report files."""
@@ -42,6 +45,18 @@ class PrepResult(BaseModel):
     def verdict_counts(self) -> dict[str, int]:
         counts = Counter(i.verdict.value for i in self.instances)
         return {v.value: counts[v.value] for v in QcVerdict if counts[v.value]}
+
+    @property
+    def needs_attention(self) -> bool:
+        """An instance failed QC, gave no usable report, or could not be reached."""
+        counts = self.verdict_counts()
+        return any(counts.get(v.value, 0) for v in NEEDS_A_PERSON)
+
+    def outcome(self) -> str:
+        """One line for the run's final state: counts per verdict and what was staged."""
+        counts = ", ".join(f"{n} {v}" for v, n in self.verdict_counts().items()) or "no instances"
+        staged = f"; {len(self.staged_kernels())} staged" if self.staged else ""
+        return f"{len(self.instances)} instance(s): {counts}{staged}"
 
     def staged_kernels(self) -> dict[str, str]:
         """Instance id -> the kernel its patchme.sh now installs, for every staged instance."""

@@ -9,6 +9,7 @@
 #   SFT_DEVICE_TOKEN=exists|missing      /var/lib/sftd/device.token: the host is enrolled
 #   SFT_CONFIG=exists|missing            /etc/sft/sftd.yaml
 #   LINUX_DISTRO=<ID> <VERSION_ID>       from /etc/os-release
+#   SFT_HOSTNAME=<name>                  the host's name, for the report
 # Absolute paths go through $CLOUDOPS_ROOT (empty on a real server) so tests run it in a sandbox.
 set -u
 root="${CLOUDOPS_ROOT:-}"
@@ -75,3 +76,4 @@ echo "SFT_ENROLLMENT_TOKEN=$(file_marker "$root/var/lib/sftd/enrollment.token")"
 echo "SFT_DEVICE_TOKEN=$(file_marker "$root/var/lib/sftd/device.token")"
 echo "SFT_CONFIG=$(file_marker "$root/etc/sft/sftd.yaml")"
 echo "LINUX_DISTRO=$distro"
+echo "SFT_HOSTNAME=$(uname -n)"

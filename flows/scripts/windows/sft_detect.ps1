@@ -9,6 +9,7 @@
 #   SFT_DEVICE_TOKEN=exists|missing      <state dir>\device.token: the host is enrolled
 #   SFT_CONFIG=exists|missing            <state dir>\sftd.yaml
 #   WINDOWS_VERSION=<caption> <version>
+#   SFT_HOSTNAME=<name>                  the host's name, for the report
 # The state directory is the one the vendor documents for the agent, which runs as LocalSystem:
 # C:\Windows\System32\config\systemprofile\AppData\Local\scaleft (SFT_STATE_DIR overrides it).
 $ErrorActionPreference = 'Stop'
@@ -55,3 +56,4 @@ Write-Output "SFT_ENROLLMENT_TOKEN=$(Get-FileMarker (Join-Path $stateDir 'enroll
 Write-Output "SFT_DEVICE_TOKEN=$(Get-FileMarker (Join-Path $stateDir 'device.token'))"
 Write-Output "SFT_CONFIG=$(Get-FileMarker (Join-Path $stateDir 'sftd.yaml'))"
 Write-Output "WINDOWS_VERSION=$windowsVersion"
+Write-Output "SFT_HOSTNAME=$env:COMPUTERNAME"

@@ -78,11 +78,13 @@ def test_task_runs_grow_with_chunks_and_each_instance_prints_its_own_id(
         "send": 3,
         "collect": 3,
     }
-    # The role session in the other account names the flow run, for its CloudTrail.
+    # The run is named after what it does; the role session in the other account names it,
+    # for its CloudTrail.
     with get_client(sync_client=True) as client:
         run_name = client.read_flow_run(state.state_details.flow_run_id).name
+    assert run_name == "run-script inline adhoc"
     sessions = {r.session_name for r in sts_backends[OTHER_ACCOUNT]["aws"].assumed_roles}
-    assert sessions == {f"cloudops-{run_name}"}
+    assert sessions == {"cloudops-run-script-inline-adhoc"}
 
 
 def test_a_failed_poll_task_is_retried_without_sending_again(

@@ -226,6 +226,7 @@ def test_auto_fixes_each_host_as_it_needs_and_leaves_the_healthy_one_alone(
 
     result = sft_fixer(
         instances=[h.target for h in (missing, stopped, unenrolled, healthy, offline)],
+        action="auto",
         provider=provider_slug,
         token_block=token_block,
         **QUICK,
@@ -351,6 +352,7 @@ def test_the_token_appears_nowhere_after_a_run(
 
     state = sft_fixer(
         instances=[missing.target, stopped.target],
+        action="auto",
         provider=provider_slug,
         token_block=token_block,
         return_state=True,
@@ -439,7 +441,9 @@ def test_windows_without_the_agent_is_skipped_not_silently_passed(
         platform=Platform.WINDOWS,
     )
 
-    result = sft_fixer(instances=[target], provider=provider_slug, token_block=token_block, **QUICK)
+    result = sft_fixer(
+        instances=[target], action="auto", provider=provider_slug, token_block=token_block, **QUICK
+    )
 
     [outcome] = result.outcomes
     assert outcome.verdict is SftVerdict.SKIPPED
@@ -450,16 +454,20 @@ def test_windows_without_the_agent_is_skipped_not_silently_passed(
     assert "scaleft-server-tools" in detect.script and "Get-Service" in detect.script
 
 
-def test_detect_needs_no_token_and_changes_nothing(ssm_world: SsmWorld, provider_slug: str) -> None:
+@pytest.mark.parametrize("action", ["detect", None], ids=["detect", "no action given"])
+def test_detect_needs_no_token_and_changes_nothing(
+    ssm_world: SsmWorld, provider_slug: str, action: str | None
+) -> None:
     missing = host(ssm_world, "missing")
     stopped = host(ssm_world, "stopped")
     before = {h.id: h.files() for h in (missing, stopped)}
+    asked = {"action": action} if action else {}  # a caller naming no action changes nothing
 
     result = sft_fixer(
         instances=[missing.target, stopped.target],
-        action="detect",
         provider=provider_slug,
         token_block="sft-token-nobody-saved",
+        **asked,
         **QUICK,
     )
 
@@ -519,7 +527,11 @@ def test_a_stored_change_gives_the_instances(
     Store.default().save_change(ChangeSpec(change_number="CHG0042", targets=[healthy.target]))
 
     result = sft_fixer(
-        instances="CHG0042", provider=provider_slug, token_block=token_block, **QUICK
+        instances="CHG0042",
+        action="auto",
+        provider=provider_slug,
+        token_block=token_block,
+        **QUICK,
     )
 
     assert result.change_number == "CHG0042"

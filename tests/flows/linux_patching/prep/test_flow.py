@@ -388,6 +388,21 @@ def test_staging_alone_uses_the_recorded_qc(two_rhel: Fleet) -> None:
         assert two_rhel.sent(key) == 2  # QC in the first run, staging in the second
 
 
+def test_staging_without_any_recorded_qc_says_so_and_sends_nothing(two_rhel: Fleet) -> None:
+    with pytest.raises(PrepParameterError, match="no initial QC is recorded for change") as no_qc:
+        linux_qc_patching_prep(
+            change_number=CHANGE,
+            instances=two_rhel.targets(),
+            provider=two_rhel.block,
+            kernel_choices="4.18.0-553.45.1.el8_10",
+            steps=["stage_kernels"],
+        )
+
+    assert "initial_qc" in str(no_qc.value) and "nothing was sent" in str(no_qc.value)
+    assert "no groups passed QC" not in str(no_qc.value)
+    assert two_rhel.sent("r1") == 0 and two_rhel.sent("r2") == 0
+
+
 def test_kernel_outside_the_group_list_is_refused_and_nothing_staged(
     two_rhel: Fleet, data_dir: Path
 ) -> None:
