@@ -47,7 +47,10 @@ def test_a_script_that_fails_somewhere_ends_needing_attention_with_its_counts() 
 
 
 def test_a_run_given_a_change_file_is_renamed_once_the_file_is_read() -> None:
-    csv = "change_number,instance_id,account_id,region\nCHG0099,i-0123456789abcdef0,111122223333,us-east-1\n"
+    csv = (
+        "change_number,instance_id,account_id,region\n"
+        "CHG0099,i-0123456789abcdef0,111122223333,us-east-1\n"
+    )
     state = run_script(script="true", change_csv=csv, provider="local", return_state=True)
 
     assert flow_run_name(state) == "run-script inline CHG0099"
