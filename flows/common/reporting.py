@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import html
+import json
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactUpdate
 
-from flows.common.text import first_line, one_line
+from flows.common.text import fenced, first_line, one_line
 from providers.base import BatchResult, ScriptResult
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -29,17 +35,29 @@ def utc_stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def result_rows(results: Iterable[ScriptResult]) -> list[dict[str, Any]]:
-    """One row per instance for a table artifact."""
+def instance_label(instance_id: str, name: str | None, account_id: str, region: str) -> str:
+    """One instance as a line of a report names it: ``i-0abc… web-01 (111122223333/us-east-1)``."""
+    where = "/".join(p for p in (account_id, region) if p)
+    named = f" {one_line(name)}" if name else ""
+    return f"`{instance_id}`{named}" + (f" ({where})" if where else "")
+
+
+def result_rows(
+    results: Iterable[ScriptResult], names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per instance for a table: who, what happened and why first, then the rest.
+    ``names`` gives each instance's hostname (from the change file) by instance id."""
+    names = names or {}
     return [
         {
             "instance": r.instance_id,
-            "account": r.account_id,
-            "region": r.region,
+            "name": names.get(r.instance_id, ""),
             "status": r.status.value,
+            "problem": r.error or ("" if r.status.is_success else first_line(r.stderr)),
             "exit code": "" if r.exit_code is None else r.exit_code,
             "output": first_line(r.stdout) + (" (truncated)" if r.stdout_truncated else ""),
-            "error": r.error or first_line(r.stderr),
+            "account": r.account_id,
+            "region": r.region,
             "command": r.command_id or "",
         }
         for r in results
@@ -52,6 +70,26 @@ def table_cell(value: Any) -> str:
     # A backslash first, so that a `\|` in the text cannot turn the escape of its pipe back
     # into a cell separator.
     return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def output_section(result: ScriptResult, name: str | None) -> str:
+    """One instance's whole output as a collapsible markdown section: its stdout and stderr
+    (cleaned, fenced so no line can break out), and where an API cap cut them."""
+    exit_code = "" if result.exit_code is None else f", exit code {result.exit_code}"
+    who = instance_label(result.instance_id, name, result.account_id, result.region)
+    parts = [f"<details><summary>{who}: {result.status.value}{exit_code}</summary>", ""]
+    if result.error:
+        parts += [f"Problem: {one_line(result.error)}", ""]
+    for label, text, cut in (
+        ("stdout", result.stdout, result.stdout_truncated),
+        ("stderr", result.stderr, result.stderr_truncated),
+    ):
+        if text:
+            note = f" (cut at {len(text):,} characters by the SSM API)" if cut else ""
+            parts += [f"{label}{note}:", "", fenced(text)]
+    if not (result.stdout or result.stderr):
+        parts += ["_no output_", ""]
+    return "\n".join([*parts, "</details>", ""])
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -70,19 +108,50 @@ def status_counts(batch: BatchResult) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no targets"
 
 
-def publish_table(key: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
-    """A table artifact."""
-    create_table_artifact(key=key, table=[dict(row) for row in rows], description=description)
+@dataclass
+class ArtifactBoard:
+    """The artifacts of one run, by key: publishing a key again updates its artifact, so a run
+    shows one card per kind however often it refreshes it (prep shows its QC table while it
+    waits for a kernel choice, then the same table with what was staged).
 
+    A table without rows is shown as a sentence saying why, not as Prefect's bare
+    "No results".
+    """
 
-def publish_results_table(key: str, batch: BatchResult, description: str) -> None:
-    """A table artifact with one row per instance of ``batch``."""
-    publish_table(key, result_rows(batch.results), description)
+    _published: dict[str, tuple[str, UUID]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def table(
+        self, key: str, rows: Sequence[Mapping[str, Any]], description: str, empty: str
+    ) -> None:
+        """A table artifact of ``rows``, or the sentence ``empty`` when there are none."""
+        if not rows:
+            self.markdown(key, f"_{empty}_", description)
+            return
+        table = [dict(row) for row in rows]
+        if not self._update(key, "table", json.dumps(table, default=str), description):
+            created = create_table_artifact(key=key, table=table, description=description)
+            self._remember(key, "table", created)
 
-def publish_markdown(key: str, markdown: str, description: str) -> None:
-    """A markdown artifact."""
-    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    def markdown(self, key: str, markdown: str, description: str) -> None:
+        """A markdown artifact."""
+        if not self._update(key, "markdown", markdown, description):
+            created = create_markdown_artifact(key=key, markdown=markdown, description=description)
+            self._remember(key, "markdown", created)
+
+    def _update(self, key: str, kind: str, data: str, description: str) -> bool:
+        with self._lock:
+            known = self._published.get(key)
+        if known is None or known[0] != kind:
+            return False
+        with get_client(sync_client=True) as client:
+            client.update_artifact(known[1], ArtifactUpdate(data=data, description=description))
+        return True
+
+    def _remember(self, key: str, kind: str, artifact_id: object) -> None:
+        # Called from sync flow code, so Prefect's dispatcher returns the id, not a coroutine.
+        with self._lock:
+            self._published[key] = (kind, cast(UUID, artifact_id))
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:

@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 from flows.common.engine import run_on_targets
 from flows.common.events import FailureKind, emit_failure_event
 from flows.common.fanout import is_fan_out_child
-from flows.common.reporting import publish_markdown, publish_table, write_report
+from flows.common.reporting import ArtifactBoard, write_report
 from flows.common.settings import get_settings
 from flows.store import Store
 from providers.base import (
@@ -61,17 +61,33 @@ class Table:
     key: str
     rows: Sequence[Mapping[str, Any]]
     description: str
+    empty: str = "Nothing to show."
+
+
+@dataclass(frozen=True)
+class Document:
+    """A markdown artifact besides the summary (each instance's whole output, say)."""
+
+    key: str
+    markdown: str
+    description: str
 
 
 @dataclass(frozen=True)
 class RunReport:
-    """How a run ends for a person: a report file and its artifacts."""
+    """How a run ends for a person: a report file and its artifacts.
+
+    The file holds ``markdown`` then ``appendix`` (long parts such as every instance's output);
+    the summary artifact holds ``markdown`` only, the ``documents`` are artifacts of their own.
+    """
 
     filename: str
     markdown: str
     summary_key: str
     summary_description: str
     tables: Sequence[Table] = field(default_factory=tuple)
+    appendix: str = ""
+    documents: Sequence[Document] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,7 @@ class WorkflowRun:
     change: str | None
     flow_run_id: str
     run_name: str
+    artifacts: ArtifactBoard = field(default_factory=ArtifactBoard, compare=False)
 
     @classmethod
     def begin(
@@ -197,11 +214,18 @@ class WorkflowRun:
 
     def publish(self, report: RunReport) -> Path:
         """Write the report file and publish its tables and summary; returns the file."""
-        path = write_report(Path(get_settings().reports_dir), report.filename, report.markdown)
+        text = report.markdown + (f"\n\n{report.appendix}" if report.appendix else "")
+        path = write_report(Path(get_settings().reports_dir), report.filename, text)
         for table in report.tables:
-            publish_table(table.key, table.rows, table.description)
-        publish_markdown(report.summary_key, report.markdown, report.summary_description)
+            self.show(table)
+        self.artifacts.markdown(report.summary_key, report.markdown, report.summary_description)
+        for document in report.documents:
+            self.artifacts.markdown(document.key, document.markdown, document.description)
         return path
+
+    def show(self, table: Table) -> None:
+        """Publish ``table`` as an artifact of this run (again: updated, not added)."""
+        self.artifacts.table(table.key, table.rows, table.description, table.empty)
 
     def alert(self, kind: FailureKind, counts: Mapping[str, int]) -> None:
         """Emit ``cloudops.<kind>.failed`` about this run's change, with ``counts`` only.

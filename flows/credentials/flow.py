@@ -112,6 +112,7 @@ def validate_credentials(
                     artifact_key("credentials", chosen.name),
                     check_rows(checks),
                     "Credentials per environment (the secret itself is never shown)",
+                    empty="No environment was asked for.",
                 )
             ],
         )

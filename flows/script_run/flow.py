@@ -15,6 +15,7 @@ results.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -31,10 +32,17 @@ from flows.common.fanout import (
 from flows.common.naming import final_state, rename_run, run_namer, run_title
 from flows.common.remote_scripts import BundledScript, render_script
 from flows.common.reporting import artifact_key, result_rows, status_counts, utc_stamp
-from flows.common.runs import RunReport, Table, Tally, WorkflowRun
+from flows.common.runs import Document, RunReport, Table, Tally, WorkflowRun
+from flows.common.settings import get_settings
 from flows.common.targets import select_targets
 from flows.script_run.parameters import choose_script
-from flows.script_run.report import RunScriptResult, outcome, summary_markdown
+from flows.script_run.report import (
+    OUTPUT_ARTIFACT_BUDGET,
+    RunScriptResult,
+    outcome,
+    output_markdown,
+    summary_markdown,
+)
 from flows.store import Store
 from providers.base import BatchResult, DiscoveryFilter, Interpreter, Target
 
@@ -62,29 +70,44 @@ def run_fanned_out(
 
 
 def report_run(
-    run: WorkflowRun, label: str, batch: BatchResult, children: list[str]
+    run: WorkflowRun,
+    label: str,
+    batch: BatchResult,
+    children: list[str],
+    names: dict[str, str],
 ) -> RunScriptResult:
     """The report file, the artifacts and, when the script did not succeed everywhere, the
     failure event; returns the flow's result."""
+    filename = f"run_script_{run.change or 'adhoc'}_{utc_stamp()}.md"
     result = RunScriptResult(
         change_number=run.change,
         provider=run.provider.name,
         script=label,
         batch=batch,
-        report_path="",
+        report_path=str(Path(get_settings().reports_dir) / filename),
         child_flow_runs=children,
+        names=names,
     )
     report = run.publish(
         RunReport(
-            filename=f"run_script_{run.change or 'adhoc'}_{utc_stamp()}.md",
+            filename=filename,
             markdown=summary_markdown(result, run.run_name),
             summary_key=artifact_key("run-script-summary"),
             summary_description=f"{label}: summary",
             tables=[
                 Table(
                     artifact_key("run-script-results"),
-                    result_rows(batch.results),
+                    result_rows(batch.results, names),
                     f"{label}: one row per instance",
+                    empty="No instance was targeted.",
+                )
+            ],
+            appendix=output_markdown(result),
+            documents=[
+                Document(
+                    artifact_key("run-script-output"),
+                    output_markdown(result, budget=OUTPUT_ARTIFACT_BUDGET),
+                    f"{label}: each instance's whole output",
                 )
             ],
         )
@@ -208,5 +231,6 @@ def run_script(
     run.finish_step(run_id, Tally.of(batch))
 
     # 4. Report
-    result = report_run(run, label, batch, children)
+    names = {t.instance_id: t.name for t in selected if t.name}
+    result = report_run(run, label, batch, children, names)
     return final_state(result, outcome(result), batch.failure_count > 0)

@@ -159,6 +159,7 @@ def report_run(
                     artifact_key(WORKFLOW, "results"),
                     outcome_rows(outcomes),
                     f"sft-fixer {action.value}: one row per instance",
+                    empty="No instance was given.",
                 )
             ],
         )

@@ -14,15 +14,15 @@ def outcome_rows(outcomes: Sequence[SftInstanceOutcome]) -> list[dict[str, Any]]
     return [
         {
             "instance": o.instance_id,
-            "name": o.name or "",
+            "name": o.hostname,
+            "verdict": o.verdict.value,
+            "reason": o.reason,
             "account": o.account_id,
             "region": o.region,
             "platform": o.platform.value,
             "before": o.before.summary if o.before else "",
             "action": o.action_taken.value if o.action_taken else "",
             "after": o.after.summary if o.after else "",
-            "verdict": o.verdict.value,
-            "reason": o.reason,
         }
         for o in outcomes
     ]

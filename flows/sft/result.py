@@ -41,6 +41,12 @@ class SftInstanceOutcome(BaseModel):
     before: SftState | None = Field(default=None, description="the first detection")
     after: SftState | None = Field(default=None, description="the last verifying detection")
 
+    @property
+    def hostname(self) -> str:
+        """The name from the change file, else the one the host reported."""
+        detected = self.after or self.before
+        return self.name or (detected.hostname if detected else None) or ""
+
 
 class SftFixerResult(BaseModel):
     """What ``sft-fixer`` returns."""

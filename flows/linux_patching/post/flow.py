@@ -183,16 +183,19 @@ def report_run(
                     key("passed"),
                     passed_rows(judged),
                     f"{change}: instances that passed the post-patching QC",
+                    empty="No instance passed: see the table of those that did not.",
                 ),
                 Table(
                     key("failed"),
                     failed_rows(judged),
                     f"{change}: instances that did not pass, with the reasons",
+                    empty="Every instance passed: nothing needs attention.",
                 ),
                 Table(
                     key("drift"),
                     drift_rows(judged),
                     f"{change}: kernel, reboot and agents at prep time and now",
+                    empty="No instance was checked.",
                 ),
             ],
         )

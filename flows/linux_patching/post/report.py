@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flows.common.reporting import markdown_table
+from flows.common.reporting import instance_label, markdown_table
 from flows.common.text import yes_no
 from flows.linux_patching.drift import NO_PREP_RECORD, InstanceDrift
 from flows.linux_patching.post.result import PostResult
@@ -67,13 +67,13 @@ def failed_rows(instances: Iterable[InstancePost]) -> list[dict[str, Any]]:
         {
             "instance": i.instance_id,
             "name": _name(i),
-            "account": i.account_id,
-            "region": i.region,
             "verdict": i.verdict.value,
-            "status": i.status.value,
+            "reasons": "; ".join(i.reasons),
             "running kernel": i.drift.kernel_after or "",
             "target kernel": _target(i.drift),
-            "reasons": "; ".join(i.reasons),
+            "account": i.account_id,
+            "region": i.region,
+            "status": i.status.value,
             "command": i.command_id or "",
         }
         for i in instances
@@ -117,7 +117,8 @@ def _needs_attention(result: PostResult) -> list[str]:
     for i in result.not_passed:
         if i.verdict is PostVerdict.NOT_APPLICABLE:
             continue
-        lines.append(f"- `{i.instance_id}` ({i.verdict.value}): " + "; ".join(i.reasons))
+        who = instance_label(i.instance_id, _name(i), i.account_id, i.region)
+        lines.append(f"- {who} ({i.verdict.value}): " + "; ".join(i.reasons))
     if not lines:
         return []
     return ["## Needs attention", "", *lines, ""]
@@ -128,7 +129,8 @@ def _findings(result: PostResult) -> list[str]:
     for i in result.instances:
         notes = (i.report.notes if i.report else []) + i.drift.notes
         if notes:
-            lines.append(f"- `{i.instance_id}`: " + "; ".join(notes))
+            who = instance_label(i.instance_id, _name(i), i.account_id, i.region)
+            lines.append(f"- {who}: " + "; ".join(notes))
     if not lines:
         return []
     return ["## Informational findings", "", "They do not fail a server.", "", *lines, ""]

@@ -47,7 +47,7 @@ from flows.common.fanout import (
 )
 from flows.common.naming import final_state, rename_run, run_namer, run_title
 from flows.common.progress import StepProgress
-from flows.common.reporting import artifact_key, publish_table, utc_stamp
+from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, WorkflowRun
 from flows.common.targets import select_targets
 from flows.linux_patching.prep.kernel_choice import (
@@ -318,7 +318,7 @@ def group_kernels_of(prep: PrepRun, instances: list[InstanceQc]) -> PrepResult:
         groups=form_kernel_groups(instances),
     )
     for table in qc_tables(prep, result):
-        publish_table(table.key, table.rows, table.description)
+        prep.run.show(table)
     return result
 
 
@@ -427,11 +427,13 @@ def qc_tables(prep: PrepRun, result: PrepResult) -> list[Table]:
             prep.artifact("qc"),
             qc_rows(result.instances, group_of_instances(result)),
             f"{prep.change}: initial QC, one row per instance",
+            empty="The change names no instance.",
         ),
         Table(
             prep.artifact("kernel-groups"),
             group_rows(result),
             f"{prep.change}: kernel groups, their kernels and what was staged",
+            empty="No instance passed QC, so there is no kernel group to stage.",
         ),
     ]
 

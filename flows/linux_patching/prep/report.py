@@ -11,12 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flows.common.reporting import markdown_table
+from flows.common.reporting import instance_label, markdown_table
 from flows.common.text import fenced, passed_failed, yes_no
 from flows.linux_patching.prep.qc import InstanceQc, QcVerdict
 from flows.linux_patching.prep.result import PrepResult
 from flows.linux_patching.prep.staging import InstancePrepFiles
 from flows.linux_patching.prep_record import PrepStep
+
+
+def _name(instance: InstanceQc) -> str:
+    """The hostname: from the change file, else the one its QC report printed."""
+    report = instance.report
+    return instance.name or (report.hostname if report else None) or ""
 
 
 def qc_rows(instances: Iterable[InstanceQc], groups: dict[str, str]) -> list[dict[str, Any]]:
@@ -27,10 +33,11 @@ def qc_rows(instances: Iterable[InstanceQc], groups: dict[str, str]) -> list[dic
         rows.append(
             {
                 "instance": i.instance_id,
-                "name": i.name or (report.hostname if report else "") or "",
+                "name": _name(i),
+                "verdict": i.verdict.value,
+                "reasons": "; ".join(i.reasons),
                 "account": i.account_id,
                 "region": i.region,
-                "verdict": i.verdict.value,
                 "distro": (report.distro or "") if report else "",
                 "kernel": (report.kernel or "") if report else "",
                 "crowdstrike running": yes_no(report.crowdstrike_running) if report else "",
@@ -38,7 +45,6 @@ def qc_rows(instances: Iterable[InstanceQc], groups: dict[str, str]) -> list[dic
                 "disk": passed_failed(report.disk_passed) if report else "",
                 "kernel updates": len(report.available_kernels) if report else "",
                 "group": groups.get(i.instance_id, ""),
-                "reasons": "; ".join(i.reasons),
             }
         )
     return rows
@@ -139,7 +145,9 @@ def _qc(result: PrepResult) -> list[str]:
     if failed:
         lines += ["### Did not pass", ""]
         lines += [
-            f"- `{i.instance_id}` ({i.verdict.value}): " + "; ".join(i.reasons) for i in failed
+            f"- {instance_label(i.instance_id, _name(i), i.account_id, i.region)} "
+            f"({i.verdict.value}): " + "; ".join(i.reasons)
+            for i in failed
         ]
         lines.append("")
     lines += ["### Every instance", "", markdown_table(qc_rows(result.instances, groups))]

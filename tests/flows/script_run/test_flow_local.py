@@ -78,3 +78,22 @@ def test_artifacts_are_published(data_dir: Path) -> None:
     assert {"run-script-results", "run-script-summary", "run-script-progress"} <= keys
     progress = [a for a in artifacts if a.key == "run-script-progress"]
     assert any(a.data == 100.0 for a in progress)
+
+
+def test_every_line_of_each_instance_output_reaches_the_report_and_an_artifact(
+    data_dir: Path,
+) -> None:
+    script = "for i in $(seq 1 40); do echo line-$i; done; echo warned >&2"
+    state = run_script(script=script, targets=[LOCALHOST], provider="local", return_state=True)
+    result = state.result()
+
+    report = Path(result.report_path).read_text()
+    assert "<details><summary>`localhost` (local/local): success, exit code 0</summary>" in report
+    assert "line-1\n" in report and "line-40\n" in report and "warned" in report
+    with get_client(sync_client=True) as client:
+        [output] = [
+            a
+            for a in client.read_artifacts()
+            if a.key == "run-script-output" and a.flow_run_id == state.state_details.flow_run_id
+        ]
+    assert "line-40" in str(output.data)

@@ -409,8 +409,8 @@ def test_the_report_says_what_failed_what_drifted_and_who_had_no_prep_record() -
     assert "- instances: 2 (1 passed, 1 failed)" in markdown
     assert f"- no prep record for: {WEB2.instance_id}" in markdown
     assert (
-        f"- `{WEB2.instance_id}` (failed): Kernel mismatch: running {BEFORE}, expected {STAGED}"
-        in markdown
+        f"- `{WEB2.instance_id}` web-01 (111111111111/us-east-1) (failed): "
+        f"Kernel mismatch: running {BEFORE}, expected {STAGED}" in markdown
     )
     assert rows[WEB1.instance_id]["kernel before"] == BEFORE
     assert rows[WEB1.instance_id]["kernel after"] == AFTER

@@ -3,6 +3,7 @@ instance's sandbox, on fake Linux hosts (uname, dnf/yum/apt, falconctl, df are f
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -345,20 +346,26 @@ def test_twelve_instances_over_two_accounts_qc_group_stage_and_report(
 
 
 def test_artifacts_tell_the_run(twelve: Fleet) -> None:
-    linux_qc_patching_prep(
+    state = linux_qc_patching_prep(
         change_number=CHANGE,
         instances=twelve.targets(),
         provider=twelve.block,
         steps=("initial_qc",),
+        return_state=True,
     )
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts()
     by_key: dict[str, list[Any]] = {}
     for artifact in artifacts:
-        by_key.setdefault(artifact.key or "", []).append(artifact)
+        if artifact.flow_run_id == state.state_details.flow_run_id:
+            by_key.setdefault(artifact.key or "", []).append(artifact)
     prefix = f"linux-qc-prep-{CHANGE.lower()}"
     assert {f"{prefix}-qc", f"{prefix}-kernel-groups", f"{prefix}-qc-results"} <= set(by_key)
+    # Shown while the run could wait for a kernel choice, then refreshed: one card per kind.
+    assert all(len(by_key[k]) == 1 for k in (f"{prefix}-qc", f"{prefix}-kernel-groups"))
+    qc_columns = list(json.loads(by_key[f"{prefix}-qc"][0].data)[0])
+    assert qc_columns[:4] == ["instance", "name", "verdict", "reasons"]
     assert any(a.data == 100.0 for a in by_key[f"{prefix}-progress"])
     assert any(a.data == 100.0 for a in by_key[f"{prefix}-qc-progress"])
     # Only the QC step ran: nothing was staged, nothing collected, no final report file.
