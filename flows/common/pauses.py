@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from prefect import get_run_logger
 from prefect.input import RunInput
+from prefect.runtime import flow_run
 from pydantic import Field, field_validator
 
 from flows.common.runs import WorkflowRun
@@ -79,6 +81,25 @@ class HaltDecision(RunInput):
     @classmethod
     def _on_one_line(cls, value: str) -> str:
         return _required_line(value)
+
+
+def announce_pause(waiting_for: str, timeout_seconds: int, resume_options: str) -> str:
+    """Log, for whoever watches the run, what it waits for and the two ways to answer: the
+    run's page in the Prefect UI (``PREFECT_UI_URL``), or ``cloudops resume`` in a terminal.
+    Returns the line logged."""
+    run_id = flow_run.id or "<flow-run-id>"
+    url = flow_run.ui_url
+    where = (
+        f"open {url} and press Resume"
+        if url
+        else "open the run in the Prefect UI and press Resume (set PREFECT_UI_URL to get a link)"
+    )
+    line = (
+        f"waiting up to {timeout_seconds} s for a person: {waiting_for}. To answer, {where}; "
+        f"or from a terminal: cloudops resume {run_id} {resume_options}"
+    )
+    get_run_logger().info(line)
+    return line
 
 
 def record_approval(run: WorkflowRun, approval: Approval) -> DecisionRecord:

@@ -46,6 +46,7 @@ from flows.common.fanout import (
     split_by_account,
 )
 from flows.common.naming import final_state, rename_run, run_namer, run_title
+from flows.common.pauses import announce_pause
 from flows.common.progress import StepProgress
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, WorkflowRun
@@ -330,11 +331,11 @@ def choose_kernels(
 ) -> list[GroupDecision]:
     """The kernel per group: asked in the UI, or from ``kernel_choices``."""
     if choose_in_ui and any(stageable_kernels(g) for g in groups):
-        get_run_logger().info(
-            "waiting up to %d s for a person to choose the kernels in the Prefect UI "
-            "(flow run %s: Resume)",
+        announce_pause(
+            f"the kernel to stage for each of {len(groups)} kernel group(s) of change "
+            f"{prep.change}",
             timeout_seconds,
-            prep.run.run_name,
+            '--kernel "<group>=<kernel>" (once per group; the form lists each group\'s kernels)',
         )
         return ask_for_kernels(groups, prep.params.kernel_choices, prep.change, timeout_seconds)
     return decide_from_parameters(groups, prep.params.kernel_choices)

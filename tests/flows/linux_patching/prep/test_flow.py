@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -19,6 +20,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterState,
     FlowRunFilterStateType,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
@@ -491,6 +494,21 @@ def _paused_run_id(timeout: float = 90.0) -> Any:
     raise AssertionError("the prep flow run never paused for the kernel choice")
 
 
+def _log_line(flow_run_id: UUID, containing: str) -> str:
+    """The run's first log line holding ``containing``, once its logs reached the API."""
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+        found = [entry.message for entry in logs if containing in entry.message]
+        if found or time.monotonic() > deadline:
+            assert found, f"no log line with {containing!r}"
+            return found[0]
+        time.sleep(0.5)
+
+
 def test_choose_in_ui_waits_for_a_person_and_refuses_a_kernel_outside_the_list(
     two_rhel: Fleet,
 ) -> None:
@@ -512,8 +530,11 @@ def test_choose_in_ui_waits_for_a_person_and_refuses_a_kernel_outside_the_list(
     runner.start()
     flow_run_id = _paused_run_id()
 
-    # While the run waits, nothing is staged.
+    # While the run waits, nothing is staged, and its log says how to answer.
     assert [two_rhel.sent(k) for k in ("r1", "r2")] == [1, 1]
+    waiting = _log_line(flow_run_id, "waiting up to 120 s")
+    assert f"cloudops resume {flow_run_id} --kernel" in waiting
+    assert "press Resume" in waiting
     # An answer outside the group's list (or a hostile one) is refused by the form's schema,
     # and the run keeps waiting.
     for bad in ("4.18.0-553.99.1.el8_10", "4.18.0-553.45.1.el8_10$(reboot)"):
