@@ -8,6 +8,7 @@ from blocks.aws import AwsProviderBlock
 from blocks.base import ProviderBlock
 from blocks.local import LocalProviderBlock
 from blocks.registry import (
+    ProviderBlockInvalidError,
     ProviderNotFoundError,
     ProviderSettings,
     load_provider,
@@ -20,6 +21,7 @@ __all__ = [
     "AwsProviderBlock",
     "LocalProviderBlock",
     "ProviderBlock",
+    "ProviderBlockInvalidError",
     "ProviderNotFoundError",
     "ProviderSettings",
     "load_provider",

@@ -3,7 +3,8 @@ environment (``com`` or ``gov``), saved in Prefect so the UI can edit them and h
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
@@ -12,10 +13,23 @@ from blocks.registry import register_provider
 from providers.aws.config import AwsProviderConfig
 from providers.aws.credentials import sanitize_session_name
 from providers.base import PollSchedule
-from providers.partitions import Environment, environment_of_region, is_known_region
+from providers.partitions import (
+    PARTITIONS,
+    Environment,
+    environment_of_region,
+    is_known_region,
+)
 
 if TYPE_CHECKING:
     from providers.aws.provider import AwsProvider
+
+
+# The regions of both partitions as choices, so the form offers a list to pick from rather
+# than a JSON editor.
+AwsRegion = StrEnum(  # type: ignore[misc]
+    "AwsRegion",
+    {region.replace("-", "_").upper(): region for p in PARTITIONS.values() for region in p.regions},
+)
 
 
 class AwsProviderBlock(ProviderBlock):
@@ -52,18 +66,24 @@ class AwsProviderBlock(ProviderBlock):
         "https://cdn.sanity.io/images/3ugk85nk/production/d74b16fe84ce626345adf235a47008fea2869a60-225x225.png"
     )
     _description = (
-        "Credentials and settings for running scripts on EC2 instances through AWS SSM Run "
-        "Command, in AWS Commercial (com) or AWS GovCloud (gov)."
+        "Runs the CloudOps flows' scripts on EC2 instances through AWS SSM Run Command, in AWS "
+        "Commercial (com) or AWS GovCloud (gov), across accounts (it assumes a role in each). "
+        "Not the same as prefect-aws's AWS Credentials block, which only holds keys: this one "
+        "also says which environment, which role, which regions and where output goes, and "
+        "it can take its keys from an AWS Credentials block you already have."
     )
 
     provider_name: ClassVar[str] = "aws"
 
-    environment: Environment = Field(
-        default=Environment.COM,
+    # Literal, not the Environment enum: the UI form shows this field's own help beside the
+    # choices, where an enum field shows the enum's docstring instead.
+    environment: Literal["com", "gov"] = Field(
+        default="com",
         title="Environment",
         description=(
-            "com for AWS Commercial (partition aws), gov for AWS GovCloud (partition "
-            "aws-us-gov). The keys below, if any, must belong to it."
+            "com: AWS Commercial (partition aws, regions such as us-east-1); gov: AWS GovCloud "
+            "(partition aws-us-gov, regions us-gov-west-1 and us-gov-east-1). The keys below, "
+            "if any, must belong to it; targets in the other environment are refused."
         ),
     )
     access_key_id: SecretStr | None = Field(
@@ -108,7 +128,7 @@ class AwsProviderBlock(ProviderBlock):
         description="Lifetime of assumed-role credentials: 900 to 43200, within the role's "
         "maximum session duration.",
     )
-    default_regions: list[str] = Field(
+    default_regions: list[AwsRegion] = Field(
         default_factory=list,
         title="Default Regions",
         description="Regions searched by discovery when a run names none, e.g. us-east-1 or "
@@ -153,10 +173,14 @@ class AwsProviderBlock(ProviderBlock):
         description="How many (account, region) groups of targets run at the same time.",
     )
 
-    @field_validator("default_regions")
+    @field_validator("default_regions", mode="before")
     @classmethod
-    def _regions_are_real(cls, regions: list[str]) -> list[str]:
-        unknown = [r for r in regions if not is_known_region(r)]
+    def _regions_are_real(cls, regions: object) -> object:
+        # Before the choices are checked: one line naming the unknown regions, not the list
+        # of every region there is.
+        if not isinstance(regions, list):
+            return regions
+        unknown = [r for r in regions if not is_known_region(str(r))]
         if unknown:
             raise ValueError(
                 f"unknown region(s) {', '.join(unknown)}: use AWS region codes such as "
@@ -176,7 +200,7 @@ class AwsProviderBlock(ProviderBlock):
         foreign = [r for r in self.default_regions if environment_of_region(r) != self.environment]
         if foreign:
             raise ValueError(
-                f"default region(s) {', '.join(foreign)} are not in the {self.environment.value} "
+                f"default region(s) {', '.join(foreign)} are not in the {self.environment} "
                 "environment: GovCloud regions (us-gov-*) belong to gov, all others to com"
             )
         return self
@@ -184,7 +208,7 @@ class AwsProviderBlock(ProviderBlock):
     def to_config(self) -> AwsProviderConfig:
         """The plain settings the AWS provider is built from (secrets stay ``SecretStr``)."""
         return AwsProviderConfig(
-            environment=self.environment,
+            environment=Environment(self.environment),
             access_key_id=self.access_key_id,
             secret_access_key=self.secret_access_key,
             session_token=self.session_token,
@@ -192,7 +216,7 @@ class AwsProviderBlock(ProviderBlock):
             role_name=self.role_name,
             external_id=self.external_id,
             session_duration_seconds=self.session_duration_seconds,
-            default_regions=tuple(self.default_regions),
+            default_regions=tuple(str(region) for region in self.default_regions),
             output_s3_bucket=self.output_s3_bucket or None,
             output_s3_prefix=self.output_s3_prefix,
             poll=PollSchedule(

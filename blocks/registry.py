@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from blocks.base import ProviderBlock
@@ -51,6 +51,22 @@ class ProviderSettings(BaseSettings):
 
 class ProviderNotFoundError(ProviderError, ValueError):
     """A provider spec matched nothing (or more than one thing); the message lists options."""
+
+
+class ProviderBlockInvalidError(ProviderError, ValueError):
+    """A saved provider block does not hold valid settings (the Prefect UI saves a form without
+    running its checks); the message names the block and each field, never a value."""
+
+
+def _invalid_block(type_slug: str, name: str, error: ValidationError) -> ProviderBlockInvalidError:
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'the block'}: {e['msg']}"
+        for e in error.errors(include_input=False, include_url=False)
+    )
+    return ProviderBlockInvalidError(
+        f"the {type_slug} block {name!r} is not valid: {problems}. Edit it in the Prefect UI "
+        f"(Blocks > {name}) or save it again from Python; nothing was sent"
+    )
 
 
 @dataclass(frozen=True)
@@ -134,6 +150,12 @@ def _load_block(block_class: type[ProviderBlock], name: str) -> ProviderBlock | 
         # Prefect reports a missing block document as a ValueError raised from ObjectNotFound.
         if isinstance(exc.__cause__, ObjectNotFound):
             return None
+        raise
+    except RuntimeError as exc:
+        # A document that fails the block's checks (saved from the UI, which does not run
+        # them): Prefect's own message suggests validate=False; ours says which field.
+        if isinstance(exc.__cause__, ValidationError):
+            raise _invalid_block(block_class.get_block_type_slug(), name, exc.__cause__) from None
         raise
     if not isinstance(loaded, ProviderBlock):
         # load() hands back a coroutine when it dispatches to its async twin.

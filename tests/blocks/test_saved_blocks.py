@@ -6,11 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import BlockDocumentCreate
 
-from blocks import AwsProviderBlock
+from blocks import AwsProviderBlock, ProviderBlockInvalidError, load_provider
 from tests.blocks.conftest import SaveBlock
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,3 +80,51 @@ def test_cli_registers_every_block_type(prefect_api_url: str) -> None:
             block_type = client.read_block_type_by_slug(slug)
             assert block_type.slug == slug
             assert block_type.description
+
+
+@contextmanager
+def _saved_as_the_ui_does(name: str, data: dict[str, object]) -> Iterator[None]:
+    """A document saved the way the Prefect UI saves a form (no Python check runs on it),
+    deleted afterwards so that ``aws`` keeps resolving as other tests expect."""
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("aws-provider")
+        schema = client.get_most_recent_block_schema_for_block_type(block_type.id)
+        assert schema is not None
+        document = client.create_block_document(
+            BlockDocumentCreate(
+                name=name,
+                data=data,
+                block_type_id=block_type.id,
+                block_schema_id=schema.id,
+            )
+        )
+        try:
+            yield
+        finally:
+            client.delete_block_document(document.id)
+
+
+def test_a_block_saved_from_the_ui_with_half_a_key_pair_is_refused_by_name(
+    save_block: SaveBlock,
+) -> None:
+    save_block(AwsProviderBlock(), "registered-first")  # registers the type and its schema
+    with (
+        _saved_as_the_ui_does("half-a-key", {"access_key_id": "AKIAHALFAPAIR1234567"}),
+        pytest.raises(ProviderBlockInvalidError) as refused,
+    ):
+        load_provider("aws-provider/half-a-key")
+
+    message = str(refused.value)
+    assert "aws-provider block 'half-a-key' is not valid" in message
+    assert "set both the access key id and the secret access key" in message
+    assert "validate=False" not in message and "AKIAHALFAPAIR" not in message
+
+
+def test_the_form_explains_each_choice_and_offers_regions_to_pick() -> None:
+    schema = AwsProviderBlock.model_json_schema()
+    environment = schema["properties"]["environment"]
+    assert environment["enum"] == ["com", "gov"] and "GovCloud" in environment["description"]
+    regions = schema["properties"]["default_regions"]["items"]
+    choices = schema["definitions"][regions["$ref"].rsplit("/", 1)[-1]]["enum"]
+    assert {"us-east-1", "us-gov-west-1"} <= set(choices)
+    assert "AWS Credentials" in AwsProviderBlock.get_description()
