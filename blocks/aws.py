@@ -4,12 +4,12 @@ environment (``com`` or ``gov``), saved in Prefect so the UI can edit them and h
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from blocks.base import ProviderBlock
-from blocks.registry import register_provider
+from blocks.registry import ProviderBlockInvalidError, register_provider
 from providers.aws.config import AwsProviderConfig
 from providers.aws.credentials import sanitize_session_name
 from providers.base import PollSchedule
@@ -102,6 +102,13 @@ class AwsProviderBlock(ProviderBlock):
         title="Session Token",
         description="Session token, when the keys above are temporary credentials.",
     )
+    aws_credentials_block: str | None = Field(
+        default=None,
+        title="Keys From an AWS Credentials Block",
+        description="Instead of typing keys here: the name of a prefect-aws AWS Credentials "
+        "block you already have; its access key id, secret access key and session token (or "
+        "its profile) are used. Its keys must belong to this block's environment.",
+    )
     profile_name: str | None = Field(
         default=None,
         title="Profile Name",
@@ -192,6 +199,10 @@ class AwsProviderBlock(ProviderBlock):
     def _consistent(self) -> AwsProviderBlock:
         if (self.access_key_id is None) != (self.secret_access_key is None):
             raise ValueError("set both the access key id and the secret access key, or neither")
+        if self.access_key_id is not None and self.aws_credentials_block:
+            raise ValueError(
+                "keys are set here and an AWS Credentials block is named too: keep one of them"
+            )
         if self.poll_max_seconds < self.poll_initial_seconds:
             raise ValueError(
                 f"the longest poll interval ({self.poll_max_seconds} s) is shorter than the "
@@ -207,12 +218,17 @@ class AwsProviderBlock(ProviderBlock):
 
     def to_config(self) -> AwsProviderConfig:
         """The plain settings the AWS provider is built from (secrets stay ``SecretStr``)."""
+        keys = AwsKeys(self.access_key_id, self.secret_access_key, self.session_token)
+        profile = self.profile_name or None
+        if self.aws_credentials_block:
+            keys, borrowed_profile = keys_of_aws_credentials_block(self.aws_credentials_block)
+            profile = profile or borrowed_profile
         return AwsProviderConfig(
             environment=Environment(self.environment),
-            access_key_id=self.access_key_id,
-            secret_access_key=self.secret_access_key,
-            session_token=self.session_token,
-            profile_name=self.profile_name or None,
+            access_key_id=keys.access_key_id,
+            secret_access_key=keys.secret_access_key,
+            session_token=keys.session_token,
+            profile_name=profile,
             role_name=self.role_name,
             external_id=self.external_id,
             session_duration_seconds=self.session_duration_seconds,
@@ -233,6 +249,54 @@ class AwsProviderBlock(ProviderBlock):
         from providers.aws.provider import AwsProvider
 
         return AwsProvider(self.to_config())
+
+
+class AwsKeys(NamedTuple):
+    access_key_id: SecretStr | None
+    secret_access_key: SecretStr | None
+    session_token: SecretStr | None
+
+
+AWS_CREDENTIALS_BLOCK_TYPE = "aws-credentials"
+
+
+def keys_of_aws_credentials_block(name: str) -> tuple[AwsKeys, str | None]:
+    """The keys (and profile) of the prefect-aws AWS Credentials block ``name``.
+
+    Read as a block document from the Prefect API, so a worker needs no prefect-aws installed
+    to use one; its secrets become ``SecretStr`` at once. A missing block is refused by name.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            document = client.read_block_document_by_name(
+                name, block_type_slug=AWS_CREDENTIALS_BLOCK_TYPE, include_secrets=True
+            )
+    except ObjectNotFound:
+        raise ProviderBlockInvalidError(
+            f"the AWS Credentials block {name!r} named on the aws-provider block is not saved "
+            f"(Blocks > + > AWS Credentials, or fix the name); nothing was sent"
+        ) from None
+    data = document.data
+
+    def secret(field: str) -> SecretStr | None:
+        value = data.get(field)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return SecretStr(value) if isinstance(value, str) and value else None
+
+    keys = AwsKeys(
+        secret("aws_access_key_id"), secret("aws_secret_access_key"), secret("aws_session_token")
+    )
+    if (keys.access_key_id is None) != (keys.secret_access_key is None):
+        raise ProviderBlockInvalidError(
+            f"the AWS Credentials block {name!r} holds only half a key pair: set both its access "
+            "key id and secret access key, or neither (to use its profile); nothing was sent"
+        )
+    profile = data.get("profile_name")
+    return keys, profile if isinstance(profile, str) and profile else None
 
 
 def assume_role_session_name() -> str:

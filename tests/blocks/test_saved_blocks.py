@@ -128,3 +128,40 @@ def test_the_form_explains_each_choice_and_offers_regions_to_pick() -> None:
     choices = schema["definitions"][regions["$ref"].rsplit("/", 1)[-1]]["enum"]
     assert {"us-east-1", "us-gov-west-1"} <= set(choices)
     assert "AWS Credentials" in AwsProviderBlock.get_description()
+
+
+def test_keys_come_from_an_aws_credentials_block_the_operator_already_has(
+    save_block: SaveBlock,
+) -> None:
+    from prefect_aws import AwsCredentials
+
+    AwsCredentials(
+        aws_access_key_id="AKIAFROMPREFECTAWS12",
+        aws_secret_access_key="prefectAwsSecretKey/abcdefghijklmnopqrst",
+        aws_session_token="prefectAwsSessionToken",
+    ).save("ops-keys", overwrite=True)
+    try:
+        save_block(
+            AwsProviderBlock(environment="gov", aws_credentials_block="ops-keys"), "borrowed"
+        )
+        config = AwsProviderBlock.load("borrowed").to_config()
+        assert config.access_key_id is not None and config.secret_access_key is not None
+        assert config.access_key_id.get_secret_value() == "AKIAFROMPREFECTAWS12"
+        assert config.secret_access_key.get_secret_value().startswith("prefectAwsSecretKey/")
+        assert config.session_token is not None
+        assert config.session_token.get_secret_value() == "prefectAwsSessionToken"
+        assert "prefectAwsSecretKey" not in repr(config)
+    finally:
+        AwsCredentials.delete("ops-keys")
+
+    with pytest.raises(ProviderBlockInvalidError, match="'ops-keys' named on the aws-provider"):
+        AwsProviderBlock(aws_credentials_block="ops-keys").to_config()
+
+
+def test_keys_typed_on_the_block_and_an_aws_credentials_block_are_one_too_many() -> None:
+    with pytest.raises(ValueError, match="keep one of them"):
+        AwsProviderBlock(
+            access_key_id="AKIAONBLOCK123456789",
+            secret_access_key="x" * 40,
+            aws_credentials_block="ops-keys",
+        )
