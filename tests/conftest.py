@@ -56,3 +56,23 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("CLOUDOPS_REPORTS_DIR", raising=False)
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say in one line which tests were skipped for want of PostgreSQL, and how to run them:
+    a quiet skip would look like a green run of everything."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "CLOUDOPS_TEST_POSTGRES_URL" in str(getattr(report, "longrepr", ""))
+    ]
+    if not skipped:
+        return
+    places = sorted({report.nodeid.split("::")[0].rsplit("/", 1)[0] for report in skipped})
+    terminalreporter.write_line(
+        f"{len(skipped)} tests need PostgreSQL and were skipped ({', '.join(places)}): run "
+        "`. .ci/postgres.sh` (as root, Debian; it sets CLOUDOPS_TEST_POSTGRES_URL), then "
+        "`make test` again",
+        yellow=True,
+        bold=True,
+    )
