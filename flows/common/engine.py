@@ -5,12 +5,12 @@ fails) is :func:`providers.engine.run_batch`, the same code ``execute_script_bat
 plain Python. Here each step is a Prefect task, so a person sees it in the run's page and
 Prefect retries it:
 
-1. ``prepare-<account>-<region>``: check the group's targets (SSM registration, ping,
+1. ``prepare-<account>-<region> (<step>)``: check the group's targets (SSM registration, ping,
    platform) and cut them into chunks. Nothing is sent.
-2. ``send-<account>-<region>-<n>``: one command per chunk. A chunk already sent under the same
-   run key (a retried or resumed flow run) is re-attached to, never sent again.
-3. ``collect-<account>-<region>-<n>``: poll the command with backoff until every instance is
-   final or the deadline passes.
+2. ``send-<account>-<region>-<n> (<step>)``: one command per chunk. A chunk already sent
+   under the same run key (a retried or resumed flow run) is re-attached to, never sent again.
+3. ``collect-<account>-<region>-<n> (<step>)``: poll the command with backoff until every
+   instance is final or the deadline passes.
 
 Task runs grow with the number of chunks (at most 50 instances each), not with instances.
 Transient faults (``ProviderError.transient``: throttling, connection errors, expired tokens)
@@ -91,7 +91,7 @@ def place_label(account_id: str, region: str) -> str:
     return f"{account_id or 'no-account'}-{region or 'no-region'}"
 
 
-@task(name="prepare-targets", task_run_name="prepare-{label}", **TRANSIENT_RETRIES)
+@task(name="prepare-targets", task_run_name="prepare-{label} ({step})", **TRANSIENT_RETRIES)
 def prepare_group(
     provider: Provider, targets: list[Target], request: ScriptRequest, label: str, step: str
 ) -> Plan:
@@ -112,7 +112,7 @@ def prepare_group(
 
 @task(
     name="send-command",
-    task_run_name="send-{label}",
+    task_run_name="send-{label} ({step})",
     **{**TRANSIENT_RETRIES, "retry_condition_fn": retry_if_safe_to_resend},
 )
 def send_chunk(
@@ -158,7 +158,7 @@ def send_chunk(
     return ref
 
 
-@task(name="collect-results", task_run_name="collect-{label}", **TRANSIENT_RETRIES)
+@task(name="collect-results", task_run_name="collect-{label} ({step})", **TRANSIENT_RETRIES)
 def collect_command(
     provider: Provider,
     ref: CommandRef,
@@ -270,7 +270,7 @@ def run_on_targets(
     progress = InstanceProgress(
         total=len(targets),
         key=progress_key,
-        description=f"{request.comment or step}: instances with a final result",
+        description=f"{step}: instances with a final result",
     )
     task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
         max_workers=concurrency_limit(provider)

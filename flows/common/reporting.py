@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
-from flows.common.text import fenced, first_line, one_line
+from flows.common.text import clean_output, first_line, one_line
 from providers.base import BatchResult, ScriptResult
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -72,23 +72,34 @@ def table_cell(value: Any) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
+def _pre(text: str) -> str:
+    """``text`` as an HTML ``<pre>`` block: cleaned, escaped, and with no blank line, since a
+    blank line would end the surrounding HTML block in markdown (an empty line becomes a
+    no-break space, which shows the same)."""
+    lines = html.escape(clean_output(text).rstrip("\n"), quote=False).split("\n")
+    return "<pre>" + "\n".join(line if line.strip() else "&nbsp;" for line in lines) + "</pre>"
+
+
 def output_section(result: ScriptResult, name: str | None) -> str:
-    """One instance's whole output as a collapsible markdown section: its stdout and stderr
-    (cleaned, fenced so no line can break out), and where an API cap cut them."""
+    """One instance's whole output as a collapsed section (HTML ``<details>``, which markdown
+    viewers and the Prefect UI fold): its stdout and stderr, escaped, and where an API cap cut
+    them. No blank line inside, so the section stays one HTML block."""
     exit_code = "" if result.exit_code is None else f", exit code {result.exit_code}"
-    who = instance_label(result.instance_id, name, result.account_id, result.region)
-    parts = [f"<details><summary>{who}: {result.status.value}{exit_code}</summary>", ""]
+    where = "/".join(p for p in (result.account_id, result.region) if p)
+    who = " ".join(p for p in (result.instance_id, one_line(name or ""), f"({where})") if p)
+    summary = html.escape(f"{who}: {result.status.value}{exit_code}", quote=False)
+    parts = [f"<details><summary>{summary}</summary>"]
     if result.error:
-        parts += [f"Problem: {one_line(result.error)}", ""]
+        parts.append(f"<p>Problem: {html.escape(one_line(result.error), quote=False)}</p>")
     for label, text, cut in (
         ("stdout", result.stdout, result.stdout_truncated),
         ("stderr", result.stderr, result.stderr_truncated),
     ):
         if text:
             note = f" (cut at {len(text):,} characters by the SSM API)" if cut else ""
-            parts += [f"{label}{note}:", "", fenced(text)]
+            parts += [f"<p>{label}{note}:</p>", _pre(text)]
     if not (result.stdout or result.stderr):
-        parts += ["_no output_", ""]
+        parts.append("<p><em>no output</em></p>")
     return "\n".join([*parts, "</details>", ""])
 
 

@@ -44,13 +44,17 @@ def test_a_result_row_puts_who_and_why_first() -> None:
 
 
 def test_an_output_section_folds_the_whole_output_and_says_where_it_was_cut() -> None:
-    section = output_section(RESULT, "web-01")
-    assert section.startswith("<details><summary>`i-0123456789abcdef0` web-01 (")
-    assert "failed, exit code 2</summary>" in section
-    assert "stdout (cut at 25 characters by the SSM API):" in section
-    # The output's own fence cannot close the block that holds it.
-    assert "````\naaaaaaaaaa\n```\n# heading\n````" in section
-    assert "stderr:" in section and "boom" in section
+    hostile = RESULT.model_copy(update={"stdout": "one\n\n<b>two</b>\x1b]0;title\x07\n"})
+    section = output_section(hostile, "web-01")
+    assert section.startswith(
+        "<details><summary>i-0123456789abcdef0 web-01 (111122223333/us-east-1): failed, "
+        "exit code 2</summary>\n"
+    )
+    assert "<p>stdout (cut at 26 characters by the SSM API):</p>" in section
+    # Escaped, the terminal title gone, and the empty line kept without ending the HTML block.
+    assert "<pre>one\n&nbsp;\n&lt;b&gt;two&lt;/b&gt;</pre>" in section
+    assert "\n\n" not in section.rstrip("\n")
+    assert "<p>stderr:</p>\n<pre>boom</pre>" in section
 
 
 def test_a_table_cell_keeps_a_pipe_and_a_backslash_in_their_cell() -> None:

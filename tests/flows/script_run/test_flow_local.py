@@ -88,8 +88,8 @@ def test_every_line_of_each_instance_output_reaches_the_report_and_an_artifact(
     result = state.result()
 
     report = Path(result.report_path).read_text()
-    assert "<details><summary>`localhost` (local/local): success, exit code 0</summary>" in report
-    assert "line-1\n" in report and "line-40\n" in report and "warned" in report
+    assert "<details><summary>localhost (local/local): success, exit code 0</summary>" in report
+    assert "<pre>line-1\n" in report and "line-40</pre>" in report and "warned" in report
     with get_client(sync_client=True) as client:
         [output] = [
             a
