@@ -52,16 +52,20 @@ def run_namer(describe: Callable[[Mapping[str, Any]], str]) -> Callable[[], str]
     return name
 
 
-def rename_run(title: str) -> None:
+def rename_run(title: str) -> str:
     """Give the current flow run the name ``title`` (once the change is known), unless it is
-    a fan-out child or already so named. Outside a flow run, nothing."""
+    a fan-out child or already so named; returns the run's name now. Outside a flow run,
+    nothing is renamed and ``title`` is returned."""
     current = flow_run.name
     run_id = flow_run.id
-    if not run_id or not current or current == title or is_fan_out_child():
-        return
+    if not run_id or not current:
+        return title
+    if current == title or is_fan_out_child():
+        return str(current)
     with get_client(sync_client=True) as client:
         client.set_flow_run_name(flow_run_id=run_id, name=title)
     get_run_logger().info("run named %r", title)
+    return title
 
 
 def final_state(result: Any, summary: str, needs_attention: bool) -> Any:

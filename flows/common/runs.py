@@ -21,6 +21,7 @@ from prefect.runtime import flow_run
 from flows.common.engine import run_on_targets
 from flows.common.events import FailureKind, emit_failure_event
 from flows.common.fanout import is_fan_out_child
+from flows.common.naming import rename_run
 from flows.common.reporting import ArtifactBoard, write_report
 from flows.common.settings import get_settings
 from flows.store import Store
@@ -104,16 +105,23 @@ class WorkflowRun:
 
     @classmethod
     def begin(
-        cls, workflow: str, provider: Provider, store: Store, change: str | None
+        cls,
+        workflow: str,
+        provider: Provider,
+        store: Store,
+        change: str | None,
+        title: str | None = None,
     ) -> WorkflowRun:
-        """The run of ``workflow`` in the current Prefect flow run (a fresh id outside one)."""
+        """The run of ``workflow`` in the current Prefect flow run (a fresh id outside one),
+        renamed ``title`` when given (the change is known now: a change file names it)."""
+        name = rename_run(title) if title else str(flow_run.name or "local")
         return cls(
             workflow=workflow,
             provider=provider,
             store=store,
             change=change,
             flow_run_id=str(flow_run.id or f"local-{uuid.uuid4()}"),
-            run_name=str(flow_run.name or "local"),
+            run_name=name,
         )
 
     # -- commands ---------------------------------------------------------------------------

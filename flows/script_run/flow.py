@@ -29,7 +29,7 @@ from flows.common.fanout import (
     run_per_account,
     split_by_account,
 )
-from flows.common.naming import final_state, rename_run, run_namer, run_title
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.remote_scripts import BundledScript, render_script
 from flows.common.reporting import artifact_key, result_rows, status_counts, utc_stamp
 from flows.common.runs import Document, RunReport, Table, Tally, WorkflowRun
@@ -186,8 +186,8 @@ def run_script(
         change_csv=change_csv,
         discovery=discovery,
     )
-    run = WorkflowRun.begin(WORKFLOW, chosen, store, change)
-    rename_run(run_title(WORKFLOW, script_title(script_name), change or "adhoc"))
+    title = run_title(WORKFLOW, script_title(script_name), change or "adhoc")
+    run = WorkflowRun.begin(WORKFLOW, chosen, store, change, title=title)
     request = run.request(
         "",
         text,

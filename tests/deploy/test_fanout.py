@@ -234,7 +234,7 @@ def test_two_workers_each_run_one_account_of_a_change(
     assert rows["local"]["status"] == "success"
     assert rows["local"]["output"] == "part of CHG0077FAN"
     assert rows["111111111111"]["status"] == "error"
-    assert "local provider runs scripts only on 'localhost'" in rows["111111111111"]["error"]
+    assert "local provider runs scripts only on 'localhost'" in rows["111111111111"]["problem"]
     (summary,) = [a for a in artifacts if a.key == "run-script-summary"]
     assert all(c.name in str(summary.data) for c in children)
 

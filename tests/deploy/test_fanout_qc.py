@@ -72,7 +72,10 @@ def children_and_artifacts(
 
 
 def table(data: Any) -> dict[str, dict[str, Any]]:
-    """An artifact table's rows by account."""
+    """An artifact table's rows by account (none when the table was empty: then the artifact
+    is the sentence that says why, not JSON)."""
+    if isinstance(data, str) and data.startswith("_"):
+        return {}
     rows = json.loads(data) if isinstance(data, str) else data
     return {r["account"]: r for r in rows}
 

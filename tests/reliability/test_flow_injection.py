@@ -23,7 +23,6 @@ from prefect.exceptions import ParameterTypeError
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from flows import linux_qc_patching_post, linux_qc_patching_prep, run_script, sft_fixer
-from flows.common.remote_scripts import ScriptNotFoundError
 from flows.linux_patching.post.parameters import PostParameterError
 from flows.linux_patching.prep.parameters import PrepParameterError
 from flows.sft.result import SftVerdict
@@ -181,10 +180,12 @@ def test_run_script_refuses_a_script_name_outside_the_bundle_before_any_call(
 ) -> None:
     targets = build_fleet(ssm_world, 1)
 
-    with pytest.raises(ScriptNotFoundError, match="no bundled script") as refused:
+    # The parameter is a choice of the bundled scripts: Prefect refuses anything else before
+    # the flow starts, and says what the choices are.
+    with pytest.raises(ParameterTypeError, match="script_name") as refused:
         run_script(script_name=script_name, targets=targets, provider=fast_aws)
 
-    assert "linux/qc.sh" in str(refused.value)  # the message lists what there is
+    assert "linux/qc.sh" in str(refused.value)
     assert ssm_calls(ssm_world) == []
     assert planted(tmp_path) == []
 

@@ -339,6 +339,7 @@ def run_every_flow(
         )
         states["sft-fixer"] = sft_fixer(
             instances=[missing.target, stopped.target],
+            action="auto",
             provider=slug,
             token_block=sft_token_block,
             return_state=True,

@@ -45,7 +45,7 @@ from flows.common.fanout import (
     run_per_account,
     split_by_account,
 )
-from flows.common.naming import final_state, rename_run, run_namer, run_title
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.pauses import announce_pause
 from flows.common.progress import StepProgress
 from flows.common.reporting import artifact_key, utc_stamp
@@ -565,8 +565,7 @@ def linux_qc_patching_prep(
     targets, change = select_targets(
         chosen, store, targets=instances, change_number=params.change_number, change_csv=change_csv
     )
-    run = WorkflowRun.begin(PREP_WORKFLOW, chosen, store, change)
-    rename_run(run_title("prep", change))
+    run = WorkflowRun.begin(PREP_WORKFLOW, chosen, store, change, title=run_title("prep", change))
     prep = start(run, params, require_crowdstrike, targets)
 
     # 2. Connectivity check
