@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import ColumnElement, Engine, delete, func
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -205,8 +206,9 @@ class Store:
             .group_by(col(WorkflowRunRow.change_number))
             .subquery()
         )
+        # SQLAlchemy's own select: sqlmodel's takes at most four columns.
         query = (
-            select(
+            sa_select(
                 ChangeRow,
                 instances.c.instance_count,
                 versions.c.version,
@@ -229,7 +231,9 @@ class Store:
                     run_count=run_count or 0,
                     last_run_at=last_run_at,
                 )
-                for change, instance_count, version, run_count, last_run_at in session.exec(query)
+                for change, instance_count, version, run_count, last_run_at in session.execute(
+                    query
+                ).all()
             ]
 
     def load_change(self, change_number: str) -> ChangeSpec | None:
