@@ -10,7 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 
 from flows.common.text import first_line, one_line
 from providers.base import BatchResult, ScriptResult
@@ -83,6 +87,11 @@ def publish_results_table(key: str, batch: BatchResult, description: str) -> Non
 def publish_markdown(key: str, markdown: str, description: str) -> None:
     """A markdown artifact."""
     create_markdown_artifact(key=key, markdown=markdown, description=description)
+
+
+def publish_link(key: str, url: str, text: str, description: str) -> None:
+    """A link artifact: ``text`` opening ``url``."""
+    create_link_artifact(link=url, link_text=text, key=key, description=description)
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:
