@@ -60,20 +60,18 @@ def destination_for(provider: Provider | None = None) -> ReportDestination | Non
         raise ReportDestinationError(f"{source}: {exc}") from None
 
 
-def copy_report(
+def write_copy(
     destination: ReportDestination,
-    filename: str,
+    relative: str,
     content: bytes,
-    change: str | None,
     provider: Provider | None = None,
     content_type: str = "text/markdown; charset=utf-8",
 ) -> ReportCopy:
-    """Write ``content`` as ``<prefix>/<change>/<filename>`` in ``destination``.
+    """Write ``content`` at ``relative`` (a key or path from ``destination.key_for``).
 
     S3 is written with ``provider`` when it is the AWS provider, else with the ``aws``
     provider (the one saved AWS block, or the legacy variables).
     """
-    relative = destination.key_for(change or ADHOC, filename)
     if destination.kind is DestinationKind.DIRECTORY:
         assert destination.directory is not None
         path = destination.directory / relative
@@ -107,4 +105,5 @@ def copy_report_file(provider: Provider, path: Path, change: str | None) -> Repo
     destination = destination_for(provider)
     if destination is None:
         return None
-    return copy_report(destination, path.name, path.read_bytes(), change, provider)
+    relative = destination.key_for(change or ADHOC, path.name)
+    return write_copy(destination, relative, path.read_bytes(), provider)
