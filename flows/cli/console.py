@@ -53,8 +53,9 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """The console for progress and errors, so that stdout can be piped."""
-    return Console(stderr=True, highlight=False)
+    """The console for progress and errors, so that stdout can be piped. Messages are not
+    wrapped by Rich: a path or a command in them stays whole for copying."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def safe(value: object) -> Text:

@@ -25,7 +25,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import WorkerStatus
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.text import Text
 
 from blocks import ProviderBlock, registered_providers, saved_block_slugs
@@ -204,7 +204,7 @@ def check_provider_blocks() -> tuple[list[Check], list[LoadedBlock]]:
                 Check(
                     name=f"block {slug}",
                     outcome=Outcome.FAIL,
-                    detail=f"cannot be used: {type(exc).__name__}: {_first_line(exc)}",
+                    detail=f"cannot be used: {_block_problem(exc)}",
                     fix=f"edit it in the UI (Blocks → {slug}) or save it again",
                 )
             )
@@ -379,6 +379,21 @@ def _destination(source: str, provider: Provider | None) -> Check:
     )
 
 
+def _block_problem(exc: BaseException) -> str:
+    """What is wrong with a saved block: its fields that no longer validate, if that is it.
+
+    Prefect wraps the validation error of a block it loads; the fields are what to fix. The
+    input values are left out: a field may hold a secret.
+    """
+    cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else exc
+    if isinstance(cause, ValidationError):
+        return "does not validate: " + "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or 'block'}: {error['msg']}"
+            for error in cause.errors()
+        )
+    return f"{type(exc).__name__}: {_first_line(exc)}"
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -389,9 +404,10 @@ def _first_line(exc: BaseException) -> str:
 def _print(check: Check) -> None:
     line = Text(f"{check.outcome.value.upper():<5} ", style=_STYLE[check.outcome])
     line += Text(f"{check.name}: ", style="bold") + safe(check.detail)
-    stdout().print(line)
+    # One line per check, however long: the terminal wraps it, and it copies and greps whole.
+    stdout().print(line, soft_wrap=True)
     if check.fix and check.outcome is not Outcome.PASS:
-        stdout().print(Text("      → ") + safe(check.fix))
+        stdout().print(Text("      → ") + safe(check.fix), soft_wrap=True)
 
 
 @contextmanager
