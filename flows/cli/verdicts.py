@@ -24,14 +24,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from flows.linux_patching.post.flow import STEP as POST_STEP
+from flows.linux_patching.post.parameters import POST_WORKFLOW
 from flows.linux_patching.post_check import PostReport
 from flows.linux_patching.prep_record import PREP_WORKFLOW, PrepStep, StagedInstance
 from flows.linux_patching.qc_report import QcReport
 from flows.store import ExecutionRecord, RunRecord
 from providers.base import ResultStatus
 
-POST_WORKFLOW = "linux-qc-patching-post"
-POST_STEP = "post_qc"
+# The patch window (issue 13) is not on every branch: its name and field are the contract.
 WINDOW_WORKFLOW = "linux-qc-patching-window"
 FINAL_STATUS = "final_status"
 
