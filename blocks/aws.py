@@ -13,6 +13,7 @@ from blocks.registry import ProviderBlockInvalidError, register_provider
 from providers.aws.config import AwsProviderConfig
 from providers.aws.credentials import sanitize_session_name
 from providers.base import PollSchedule
+from providers.destinations import ReportDestination
 from providers.partitions import (
     PARTITIONS,
     Environment,
@@ -179,6 +180,14 @@ class AwsProviderBlock(ProviderBlock):
         title="Concurrent Account/Region Groups",
         description="How many (account, region) groups of targets run at the same time.",
     )
+    reports_destination: str | None = Field(
+        default=None,
+        title="Reports Destination",
+        description="Where every run also writes its report files, so they are in one place "
+        "whichever worker ran: s3://bucket/prefix (written with this block's credentials, in "
+        "its environment) or the absolute path of a shared directory. The setting "
+        "CLOUDOPS_REPORTS_DESTINATION of a worker wins over this.",
+    )
 
     @field_validator("default_regions", mode="before")
     @classmethod
@@ -194,6 +203,13 @@ class AwsProviderBlock(ProviderBlock):
                 "us-east-1 or us-gov-west-1"
             )
         return regions
+
+    @field_validator("reports_destination")
+    @classmethod
+    def _destination_is_usable(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return ReportDestination.parse(value).describe()
 
     @model_validator(mode="after")
     def _consistent(self) -> AwsProviderBlock:
@@ -240,6 +256,7 @@ class AwsProviderBlock(ProviderBlock):
             ),
             endpoint_url=self.endpoint_url or None,
             max_concurrent_groups=self.max_concurrent_groups,
+            reports_destination=self.reports_destination,
             session_name=assume_role_session_name(),
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
 
 class Environment(StrEnum):
@@ -29,6 +30,7 @@ class Partition:
     default_region: str
     dns_suffix: str
     regions: tuple[str, ...]
+    console_host: str = "console.aws.amazon.com"
 
     def sts_endpoint(self, region: str) -> str:
         """The regional STS endpoint (never the global one, which GovCloud does not have)."""
@@ -36,6 +38,13 @@ class Partition:
 
     def role_arn(self, account_id: str, role_name: str) -> str:
         return f"arn:{self.name}:iam::{account_id}:role/{role_name}"
+
+    def s3_console_url(self, bucket: str, key: str, region: str) -> str:
+        """The AWS console page of one S3 object, in this partition's console."""
+        return (
+            f"https://{self.console_host}/s3/object/{quote(bucket)}"
+            f"?region={quote(region)}&prefix={quote(key, safe='')}"
+        )
 
 
 # Regions AWS publishes for each partition; `enumerate_regions` asks EC2 which of these an
@@ -78,7 +87,14 @@ _COM_REGIONS = (
 _GOV_REGIONS = ("us-gov-west-1", "us-gov-east-1")
 
 COMMERCIAL = Partition(Environment.COM, "aws", "us-east-1", "amazonaws.com", _COM_REGIONS)
-GOVCLOUD = Partition(Environment.GOV, "aws-us-gov", "us-gov-west-1", "amazonaws.com", _GOV_REGIONS)
+GOVCLOUD = Partition(
+    Environment.GOV,
+    "aws-us-gov",
+    "us-gov-west-1",
+    "amazonaws.com",
+    _GOV_REGIONS,
+    console_host="console.amazonaws-us-gov.com",
+)
 
 PARTITIONS: dict[Environment, Partition] = {
     Environment.COM: COMMERCIAL,

@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
@@ -163,6 +167,11 @@ class ArtifactBoard:
         # Called from sync flow code, so Prefect's dispatcher returns the id, not a coroutine.
         with self._lock:
             self._published[key] = (kind, cast(UUID, artifact_id))
+
+
+def publish_link(key: str, url: str, text: str, description: str) -> None:
+    """A link artifact: ``text`` opening ``url``."""
+    create_link_artifact(link=url, link_text=text, key=key, description=description)
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:

@@ -22,7 +22,8 @@ from flows.common.engine import run_on_targets
 from flows.common.events import FailureKind, emit_failure_event
 from flows.common.fanout import is_fan_out_child
 from flows.common.naming import rename_run
-from flows.common.reporting import ArtifactBoard, write_report
+from flows.common.report_copies import ReportDestinationError, copy_report_file
+from flows.common.reporting import ArtifactBoard, artifact_key, publish_link, write_report
 from flows.common.settings import get_settings
 from flows.store import Store
 from providers.base import (
@@ -221,7 +222,13 @@ class WorkflowRun:
     # -- the end ----------------------------------------------------------------------------
 
     def publish(self, report: RunReport) -> Path:
-        """Write the report file and publish its tables and summary; returns the file."""
+        """Write the report file and publish its tables, summary and documents; returns the
+        file.
+
+        When a reports destination is named (``CLOUDOPS_REPORTS_DESTINATION`` or the AWS
+        provider block), the file is also copied there and the run links to the copy. A copy
+        that cannot be written is logged as an error; the local file stays either way.
+        """
         text = report.markdown + (f"\n\n{report.appendix}" if report.appendix else "")
         path = write_report(Path(get_settings().reports_dir), report.filename, text)
         for table in report.tables:
@@ -229,6 +236,21 @@ class WorkflowRun:
         self.artifacts.markdown(report.summary_key, report.markdown, report.summary_description)
         for document in report.documents:
             self.artifacts.markdown(document.key, document.markdown, document.description)
+        try:
+            copy = copy_report_file(self.provider, path, self.change)
+        except ReportDestinationError as exc:
+            # The run did its work and its report is on this worker: failing the run now
+            # would hide its results, so the missing copy is reported, not raised.
+            get_run_logger().error("%s; the report stays at %s on this worker", exc, path)
+            return path
+        if copy is not None:
+            publish_link(
+                artifact_key(report.summary_key, "copy"),
+                copy.url,
+                copy.location,
+                f"{report.filename} in the reports destination",
+            )
+            get_run_logger().info("report copied to %s", copy.location)
         return path
 
     def show(self, table: Table) -> None:

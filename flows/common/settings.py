@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Where flows write their markdown reports (CLOUDOPS_REPORTS_DIR); "
         "default <data_dir>/reports.",
     )
+    reports_destination: str | None = Field(
+        default=None,
+        description="Where every report file is also written, whichever worker ran the flow "
+        "(CLOUDOPS_REPORTS_DESTINATION): s3://bucket/prefix or the absolute path of a shared "
+        "directory. Wins over the AWS provider block's reports destination.",
+    )
     max_concurrent_groups: int = Field(
         default=8,
         ge=1,

@@ -19,19 +19,14 @@ from flows.common.naming import final_state, run_namer, run_title
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, Tally, WorkflowRun
 from flows.credentials.report import (
-    CheckStatus,
     CredentialValidation,
     EnvironmentCheck,
     check_rows,
+    classify_credentials,
     summary_markdown,
 )
 from flows.store import Store
-from providers.base import (
-    CredentialError,
-    CredentialReport,
-    MissingCredentialsError,
-    Provider,
-)
+from providers.base import CredentialReport, Provider
 from providers.partitions import Environment
 
 WORKFLOW = "validate-credentials"
@@ -49,17 +44,7 @@ def resolve_credentials(provider: Provider, environment: Environment) -> Credent
 
 def check_environment(provider: Provider, environment: Environment) -> EnvironmentCheck:
     """The outcome for one environment; a refusal is an outcome, not an exception."""
-    try:
-        identity = resolve_credentials(provider, environment)
-    except MissingCredentialsError as exc:
-        return EnvironmentCheck(
-            environment=environment, status=CheckStatus.NOT_CONFIGURED, problem=str(exc)
-        )
-    except CredentialError as exc:
-        return EnvironmentCheck(
-            environment=environment, status=CheckStatus.REFUSED, problem=str(exc)
-        )
-    return EnvironmentCheck(environment=environment, status=CheckStatus.VALID, identity=identity)
+    return classify_credentials(environment, lambda: resolve_credentials(provider, environment))
 
 
 def log_check(check: EnvironmentCheck) -> None:

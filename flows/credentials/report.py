@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from flows.common.reporting import markdown_table
-from providers.base import CredentialReport
+from providers.base import CredentialError, CredentialReport, MissingCredentialsError
 from providers.partitions import Environment
 
 
@@ -28,6 +28,28 @@ class EnvironmentCheck(BaseModel):
     status: CheckStatus
     identity: CredentialReport | None = None
     problem: str | None = None
+
+
+def classify_credentials(
+    environment: Environment, resolve: Callable[[], CredentialReport]
+) -> EnvironmentCheck:
+    """The outcome for one environment from ``resolve`` (which resolves its credentials and
+    asks STS who they are): missing and refused credentials are outcomes, not exceptions.
+
+    The flow resolves through a retrying Prefect task; ``cloudops doctor`` calls the provider
+    directly. Messages of both errors name the environment and source, never the secret.
+    """
+    try:
+        identity = resolve()
+    except MissingCredentialsError as exc:
+        return EnvironmentCheck(
+            environment=environment, status=CheckStatus.NOT_CONFIGURED, problem=str(exc)
+        )
+    except CredentialError as exc:
+        return EnvironmentCheck(
+            environment=environment, status=CheckStatus.REFUSED, problem=str(exc)
+        )
+    return EnvironmentCheck(environment=environment, status=CheckStatus.VALID, identity=identity)
 
 
 class CredentialValidation(BaseModel):

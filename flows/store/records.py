@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from providers.base import ResultStatus, ScriptResult
+from providers.base import ResultStatus, ScriptResult, Target
 
 
 class RunRecord(BaseModel):
@@ -69,3 +69,37 @@ class DecisionRecord(BaseModel):
     approver: str
     reason: str
     decided_at: datetime
+
+
+class RunExecution(BaseModel):
+    """An execution with the run (workflow, step, when) it belongs to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run: RunRecord
+    execution: ExecutionRecord
+
+
+class ChangeVersionRecord(BaseModel):
+    """One saved version of a change's instance list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    change_number: str
+    version: int = Field(description="1 for the first save, one more per changed list")
+    saved_at: datetime
+    targets: list[Target]
+
+
+class ChangeSummary(BaseModel):
+    """A stored change at a glance: how many instances, versions and runs, and when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    change_number: str
+    created_at: datetime
+    updated_at: datetime
+    instance_count: int
+    version: int = Field(description="the latest version number (0: saved before versions)")
+    run_count: int
+    last_run_at: datetime | None

@@ -6,6 +6,7 @@ so no secret can reach a table through it. Every method is one transaction.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import uuid
@@ -16,17 +17,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Engine, delete
+from sqlalchemy import ColumnElement, Engine, delete, func
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from flows.changes import ChangeSpec, validate_change_number
 from flows.common.settings import get_settings
 from flows.store.database import StoreError, describe_url, open_store_engine
-from flows.store.records import DecisionRecord, ExecutionRecord, RunRecord
+from flows.store.records import (
+    ChangeSummary,
+    ChangeVersionRecord,
+    DecisionRecord,
+    ExecutionRecord,
+    RunExecution,
+    RunRecord,
+)
 from flows.store.tables import (
     ChangeInstanceRow,
     ChangeRow,
+    ChangeVersionRow,
     DecisionRow,
     ExecutionRow,
     SentCommandRow,
@@ -109,9 +119,14 @@ class Store:
 
     # Changes
 
-    def save_change(self, spec: ChangeSpec) -> None:
-        """Store a change; saving it again replaces its instance list and keeps its runs."""
+    def save_change(self, spec: ChangeSpec) -> ChangeVersionRecord:
+        """Store a change; saving it again replaces its instance list and keeps its runs.
+
+        A save whose instances differ from the latest version (ignoring their order) keeps
+        the new list as the next version; returns the version the change is now at.
+        """
         now = datetime.now(UTC)
+        instances = [target.model_dump(mode="json") for target in spec.targets]
         with self._transaction() as session:
             row = session.get(ChangeRow, spec.change_number, with_for_update=True)
             if row is None and not _insert_once(
@@ -140,6 +155,86 @@ class Store:
                 )
                 for position, target in enumerate(spec.targets)
             )
+            # The change row is locked (or this is its first save): numbering cannot race.
+            latest = _latest_version(session, spec.change_number)
+            if latest is not None and _same_instances(latest.instances, instances):
+                return _version_record(latest)
+            version = ChangeVersionRow(
+                change_number=spec.change_number,
+                version=(latest.version if latest else 0) + 1,
+                saved_at=now,
+                instances=instances,
+            )
+            session.add(version)
+            session.flush()
+            return _version_record(version)
+
+    def change_versions(self, change_number: str) -> list[ChangeVersionRecord]:
+        """Every saved version of a change's instance list, oldest first (empty: no change)."""
+        with self._session() as session:
+            rows = session.exec(
+                select(ChangeVersionRow)
+                .where(ChangeVersionRow.change_number == change_number)
+                .order_by(col(ChangeVersionRow.version))
+            ).all()
+            return [_version_record(row) for row in rows]
+
+    def list_changes(self) -> list[ChangeSummary]:
+        """Every stored change, most recently saved first, with its counts."""
+        instances = (
+            select(
+                ChangeInstanceRow.change_number,
+                func.count(col(ChangeInstanceRow.id)).label("instance_count"),
+            )
+            .group_by(col(ChangeInstanceRow.change_number))
+            .subquery()
+        )
+        versions = (
+            select(
+                ChangeVersionRow.change_number,
+                func.max(ChangeVersionRow.version).label("version"),
+            )
+            .group_by(col(ChangeVersionRow.change_number))
+            .subquery()
+        )
+        runs = (
+            select(
+                WorkflowRunRow.change_number,
+                func.count(func.distinct(WorkflowRunRow.flow_run_id)).label("run_count"),
+                func.max(WorkflowRunRow.started_at).label("last_run_at"),
+            )
+            .group_by(col(WorkflowRunRow.change_number))
+            .subquery()
+        )
+        # SQLAlchemy's own select: sqlmodel's takes at most four columns.
+        query = (
+            sa_select(
+                ChangeRow,
+                instances.c.instance_count,
+                versions.c.version,
+                runs.c.run_count,
+                runs.c.last_run_at,
+            )
+            .outerjoin(instances, instances.c.change_number == ChangeRow.change_number)
+            .outerjoin(versions, versions.c.change_number == ChangeRow.change_number)
+            .outerjoin(runs, runs.c.change_number == ChangeRow.change_number)
+            .order_by(col(ChangeRow.updated_at).desc(), col(ChangeRow.change_number))
+        )
+        with self._session() as session:
+            return [
+                ChangeSummary(
+                    change_number=change.change_number,
+                    created_at=change.created_at,
+                    updated_at=change.updated_at,
+                    instance_count=instance_count or 0,
+                    version=version or 0,
+                    run_count=run_count or 0,
+                    last_run_at=last_run_at,
+                )
+                for change, instance_count, version, run_count, last_run_at in session.execute(
+                    query
+                ).all()
+            ]
 
     def load_change(self, change_number: str) -> ChangeSpec | None:
         """The stored change, or None when no change has that number."""
@@ -308,6 +403,30 @@ class Store:
                     latest[row.instance_id] = ExecutionRecord.model_validate(row)
             return latest
 
+    def executions_for_change(
+        self, change_number: str, instance_id: str | None = None
+    ) -> list[RunExecution]:
+        """Every execution in a run of ``change_number`` (of one instance when given), each
+        with its run; oldest run first."""
+        query = (
+            select(ExecutionRow, WorkflowRunRow)
+            .join(WorkflowRunRow, col(ExecutionRow.run_id) == col(WorkflowRunRow.id))
+            .where(WorkflowRunRow.change_number == change_number)
+        )
+        if instance_id is not None:
+            query = query.where(ExecutionRow.instance_id == instance_id)
+        query = query.order_by(
+            col(WorkflowRunRow.started_at), col(WorkflowRunRow.id), col(ExecutionRow.instance_id)
+        )
+        with self._session() as session:
+            return [
+                RunExecution(
+                    run=RunRecord.model_validate(run),
+                    execution=ExecutionRecord.model_validate(execution),
+                )
+                for execution, run in session.exec(query)
+            ]
+
     # Decisions
 
     def record_decision(
@@ -428,6 +547,33 @@ class Store:
                 "id to use"
             )
         return row
+
+
+def _latest_version(session: Session, change_number: str) -> ChangeVersionRow | None:
+    return session.exec(
+        select(ChangeVersionRow)
+        .where(ChangeVersionRow.change_number == change_number)
+        .order_by(col(ChangeVersionRow.version).desc())
+        .limit(1)
+    ).first()
+
+
+def _same_instances(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    """The same targets, whatever their order in the file."""
+
+    def key(instance: dict[str, Any]) -> str:
+        return json.dumps(instance, sort_keys=True)
+
+    return sorted(map(key, old)) == sorted(map(key, new))
+
+
+def _version_record(row: ChangeVersionRow) -> ChangeVersionRecord:
+    return ChangeVersionRecord(
+        change_number=row.change_number,
+        version=row.version,
+        saved_at=row.saved_at,
+        targets=[Target.model_validate(instance) for instance in row.instances],
+    )
 
 
 def _same_change(change_number: str | None) -> ColumnElement[bool]:

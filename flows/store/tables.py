@@ -69,6 +69,22 @@ class ChangeRow(StoreTable, table=True):
     updated_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
 
 
+class ChangeVersionRow(StoreTable, table=True):
+    """One saved version of a change's instance list, kept when a later save replaces it, so
+    that a person can see what a new version added, removed or moved (revision 0005)."""
+
+    __tablename__ = "change_version"
+    __table_args__ = (UniqueConstraint("change_number", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    change_number: str = Field(sa_type=String(50), foreign_key="change.change_number")
+    version: int = Field(description="1 for the first save, then one more per changed list")
+    saved_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    instances: list[dict[str, Any]] = Field(
+        sa_type=JSON, description="the targets in file order, as Target.model_dump(mode='json')"
+    )
+
+
 class ChangeInstanceRow(StoreTable, table=True):
     __tablename__ = "change_instance"
     __table_args__ = (UniqueConstraint("change_number", "instance_id"),)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.base import PollSchedule
-from providers.partitions import Environment
+from providers.partitions import Environment, partition_for
 
 
 class AwsProviderConfig(BaseModel):
@@ -34,3 +34,14 @@ class AwsProviderConfig(BaseModel):
     )
     max_attempts: int = Field(default=8, ge=1, le=20, description="botocore retry attempts")
     max_concurrent_groups: int = Field(default=8, ge=1, le=64)
+    reports_destination: str | None = Field(
+        default=None, description="s3://bucket/prefix or a directory that keeps report copies"
+    )
+
+    @property
+    def home_region(self) -> str:
+        """The region calls outside any target are made in: the first default region, else
+        the environment's default region."""
+        if self.default_regions:
+            return self.default_regions[0]
+        return partition_for(self.environment).default_region

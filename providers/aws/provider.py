@@ -235,6 +235,25 @@ class AwsProvider(Provider):
     def poll_schedule(self) -> PollSchedule:
         return self.config.poll
 
+    # -- report copies --------------------------------------------------------------------
+
+    def put_object(
+        self, bucket: str, key: str, body: bytes, content_type: str = "text/markdown"
+    ) -> str:
+        """Write ``body`` to ``s3://bucket/key`` with the caller's own credentials of the home
+        environment (never an assumed role); returns the console URL of the object.
+
+        Raises ``AwsError`` naming the bucket, key and what AWS said (``AccessDenied``,
+        ``NoSuchBucket``...).
+        """
+        region = self.config.home_region
+
+        def put(clients: _Clients) -> None:
+            clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+
+        self._call(region, None, f"PutObject s3://{bucket}/{key}", put)
+        return partition_for(self.config.environment).s3_console_url(bucket, key, region)
+
     def enumerate_regions(self) -> list[str]:
         """Regions enabled for the caller in the home environment's partition."""
         environment = self.config.environment

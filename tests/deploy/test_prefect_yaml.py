@@ -14,6 +14,7 @@ import yaml
 from prefect import Flow
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.utilities.callables import parameter_schema
+from pydantic import BaseModel
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
@@ -62,7 +63,10 @@ def test_parameter_defaults_fit_the_flow(key: str) -> None:
     inspect.signature(flow.fn).bind_partial(**params)
     validated = flow.validate_parameters({**GIVEN_AT_RUN_TIME.get(flow.name, {}), **params})
     for name, value in params.items():
-        assert validated[name] == value, f"{name}: {value!r} became {validated[name]!r}"
+        kept = validated[name]
+        # A model parameter (discovery) is kept when the YAML reads as that same model.
+        expected = type(kept).model_validate(value) if isinstance(kept, BaseModel) else value
+        assert kept == expected, f"{name}: {value!r} became {kept!r}"
 
 
 @pytest.mark.parametrize("key", sorted(BY_ID))
@@ -93,8 +97,18 @@ def test_credentials_are_checked_daily_at_a_utc_time() -> None:
 
 def test_on_demand_deployments_have_no_schedule() -> None:
     for deployment in DEPLOYMENTS:
-        if load_flow(deployment["entrypoint"]).name != "validate-credentials":
+        if deployment["name"] == "on-demand":
             assert not deployment.get("schedules"), deployment["entrypoint"]
+
+
+def test_the_weekly_run_script_example_is_scheduled_but_off() -> None:
+    (weekly,) = [d for d in DEPLOYMENTS if d["name"] == "weekly-host-facts"]
+    assert load_flow(weekly["entrypoint"]).name == "run-script"
+    (schedule,) = weekly["schedules"]
+    cron = CronSchedule(cron=schedule["cron"], timezone=schedule["timezone"])
+    assert cron.cron.split()[2:] == ["*", "*", "1"], "every Monday"
+    assert schedule["active"] is False, "an example runs only once someone turns it on"
+    assert weekly["parameters"]["discovery"]["tags"], "it never runs on every server by default"
 
 
 def test_flow_runs_start_in_the_checkout_named_by_the_worker() -> None:
