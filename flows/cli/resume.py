@@ -149,7 +149,9 @@ def read_form(client: SyncPrefectClient, run: FlowRun) -> PauseForm:
 
 def build_answer(form: PauseForm, answer: Answer) -> dict[str, Any]:
     """The run input for ``form`` from the options: each option must be a field of the form;
-    every other field takes the form's default, as the UI pre-fills it."""
+    every other field takes the form's default, as the UI pre-fills it. Except a kernel group:
+    in a terminal nobody sees the pre-filled kernel, so each group must be named (an empty
+    kernel stages nothing on it)."""
     fields = form.fields
     values: dict[str, Any] = {}
     problems: list[str] = []
@@ -173,12 +175,25 @@ def build_answer(form: PauseForm, answer: Answer) -> dict[str, Any]:
             problems.append(f"this run's form has no field {name!r} (--{name})")
         else:
             values[name] = value
+    if answer.kernels or form.title == KERNEL_FORM_TITLE:
+        problems += [
+            f'kernel group {name!r} is not named: pass --kernel "{name}=<kernel>" (one of '
+            f'its options), or --kernel "{name}=" to stage nothing on it'
+            for name in fields
+            if name not in values and name not in _NON_KERNEL_FIELDS
+        ]
     if problems:
         raise UsageError(_refusal(form, problems))
     for name, spec in fields.items():
         if name not in values and "default" in spec:
             values[name] = spec["default"]
     return values
+
+
+# The title Prefect gives the prep flow's kernel choice form (its model's name), and the
+# fields of the other forms that are no kernel group.
+KERNEL_FORM_TITLE = "KernelChoice"
+_NON_KERNEL_FIELDS = frozenset({"decision", "approver", "reason", "comment"})
 
 
 def refusals(form: PauseForm, values: Mapping[str, Any]) -> list[str]:

@@ -166,20 +166,22 @@ def test_the_kernel_choice_takes_only_a_groups_own_kernels(cloudops: Cloudops, p
     hostile = cloudops("resume", str(run.id), "--kernel", f"{RHEL8}=4.18.0-553.8.1.el8_10;reboot")
     unknown = cloudops("resume", str(run.id), "--kernel", "RHEL7 - Kernel 3.10=3.10.0-1")
     malformed = cloudops("resume", str(run.id), "--kernel", "4.18.0-553.8.1.el8_10")
-    dry = cloudops("resume", str(run.id), "--kernel", f"{RHEL8}=4.18.0-553.8.1.el8_10", "--dry-run")
+    one_group = cloudops("resume", str(run.id), "--kernel", f"{RHEL8}=4.18.0-553.8.1.el8_10")
+    both = ("--kernel", f"{RHEL8}=4.18.0-553.8.1.el8_10", "--kernel", f"{AL2}=")
+    dry = cloudops("resume", str(run.id), *both, "--dry-run")
     assert run.state() == "Paused"
-    done = cloudops("resume", str(run.id), "--kernel", f"{RHEL8}=4.18.0-553.8.1.el8_10")
+    done = cloudops("resume", str(run.id), *both)
 
-    for refused in (outside, hostile, unknown, malformed):
+    for refused in (outside, hostile, unknown, malformed, one_group):
         assert refused.exit_code == 2, refused.output
+    # In a terminal nobody sees a pre-filled kernel: every group is named, or nothing is sent.
+    assert f"kernel group {AL2!r} is not named" in one_group.stderr
     assert "4.18.0-553.8.1.el8_10, 4.18.0-553.45.1.el8_10" in outside.stderr  # the options
     assert "no kernel group 'RHEL7 - Kernel 3.10'" in unknown.stderr
     assert 'write it as "GROUP=KERNEL"' in malformed.stderr
     assert dry.exit_code == 0 and "dry run" in dry.stderr
     assert done.exit_code == 0, done.output
-    # the group not named keeps the form's default (its newest kernel), as in the UI
-    assert "default" in done.stdout and "4.14.345-262.561.amzn2" in done.stdout
-    assert run.answer() == {RHEL8: "4.18.0-553.8.1.el8_10", AL2: "4.14.345-262.561.amzn2"}
+    assert run.answer() == {RHEL8: "4.18.0-553.8.1.el8_10", AL2: None}  # AL2: stage nothing
 
 
 def test_runs_that_cannot_be_resumed_say_why(cloudops: Cloudops, paused) -> None:
