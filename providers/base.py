@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 from providers.engine import DirectSteps, run_batch
+from providers.errors import CollectInterrupted as CollectInterrupted
 from providers.errors import CredentialError as CredentialError
 from providers.errors import MissingCredentialsError as MissingCredentialsError
 from providers.errors import ProviderError as ProviderError
@@ -119,7 +120,13 @@ class Provider(ABC):
         rng: Callable[[], float] | None = None,
         on_progress: Callable[[CommandProgress], None] | None = None,
     ) -> list[ScriptResult]:
-        """Poll ``ref`` with backoff until every instance is final or the deadline passes."""
+        """Poll ``ref`` with backoff until every instance is final or the deadline passes.
+
+        A poll that fails transiently is raised, for the caller to run ``collect`` again. One
+        that fails for good after some instances were final raises ``CollectInterrupted``
+        with their results, so those are kept: only the instances still running are left
+        without one.
+        """
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         # A command just sent is never done: the first look waits one interval after the send
@@ -128,7 +135,14 @@ class Provider(ABC):
         if (first_wait := next(delays) - since_sent) > 0:
             sleep(first_wait)
         while True:
-            progress = self.poll(ref, finished.keys())
+            try:
+                progress = self.poll(ref, finished.keys())
+            except ProviderError as exc:
+                if exc.transient or not finished:
+                    raise
+                raise CollectInterrupted(
+                    str(exc), [finished[i] for i in ref.instance_ids if i in finished], exc.code
+                ) from exc
             for result in progress.results:
                 finished.setdefault(result.instance_id, result)
             if on_progress is not None:

@@ -28,7 +28,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from providers.errors import is_safe_to_resend, is_transient
+from providers.errors import CollectInterrupted, is_safe_to_resend, is_transient
 from providers.models import (
     BatchResult,
     Chunk,
@@ -160,6 +160,9 @@ def run_batch(
             results = pending_results.result()
         except Exception as exc:
             where = _where(chunk.account_id, chunk.region)
+            if isinstance(exc, CollectInterrupted):
+                # The instances that were final before the command became unreadable.
+                ledger.add(exc.results)
             ledger.step_failed(
                 f"collect of command {ref.command_id} ({len(chunk.targets)} instance(s) in "
                 f"{where}) failed: {exc}",

@@ -322,6 +322,26 @@ def test_a_failed_collect_errors_only_its_command_and_names_it() -> None:
     assert len(run.problems) == 1 and "collect of command" in run.problems[0]
 
 
+class HalfRead(FakeCloud):
+    """A command's first instance is final at the first look; every later look is refused."""
+
+    def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
+        if finished:
+            raise access_denied()
+        first = super().poll(ref, finished).results[0]
+        return CommandProgress(ref=ref, results=[first], pending=ref.instance_ids[1:])
+
+
+def test_a_collect_refused_half_way_keeps_the_results_already_final() -> None:
+    run = Run(HalfRead(), fleet({(A, "us-east-1"): ["i-1", "i-2"]}))
+
+    assert run.by_id["i-1"].status is ResultStatus.SUCCESS and run.by_id["i-1"].stdout == "i-1"
+    lost = run.by_id["i-2"]
+    assert lost.status is ResultStatus.ERROR and lost.command_id
+    assert (lost.error or "").endswith("but its results could not be read: access denied")
+    assert len(run.problems) == 1 and "collect of command" in run.problems[0]
+
+
 class Careless(FakeCloud):
     """Leaves the last target of a group out of its plan, and reports the first one as
     offline while sending it all the same."""

@@ -30,6 +30,7 @@ from tests.ssm_emulator.agent import ScriptRun, run_script
 from tests.ssm_emulator.commands import EmulatedCommand, Invocation, Outcome
 from tests.ssm_emulator.faults import FaultPlan
 from tests.ssm_emulator.fleet import EmulatedInstance, OfflinePlan, launch_instance
+from tests.ssm_emulator.s3_access import S3Access
 from tests.ssm_emulator.scheduler import Scheduler
 from tests.ssm_emulator.ssm_api import SsmApi
 from tests.ssm_emulator.wire import (
@@ -93,6 +94,7 @@ class SsmWorld:
         self._key_owners: dict[str, tuple[str, str | None]] = {}
         self.s3_failures: list[str] = []
         self.faults = FaultPlan()
+        self._s3_access = S3Access()
         self._api = SsmApi(self)
         self._scheduler = Scheduler()
         self._pool = ThreadPoolExecutor(max_parallel_scripts, thread_name_prefix="ssm-agent")
@@ -311,6 +313,16 @@ class SsmWorld:
             status=status,
             service=service,
         )
+
+    def deny_list_bucket(self, bucket: str) -> None:
+        """Callers lack ``s3:ListBucket`` on ``bucket`` (a least-privilege policy): a
+        ``GetObject`` of a key that does not exist answers ``403 AccessDenied``, as S3 does,
+        instead of ``404 NoSuchKey``."""
+        self._s3_access.deny_list_bucket(bucket)
+
+    def deny_get_object(self, bucket: str) -> None:
+        """Callers lack ``s3:GetObject`` on ``bucket``: every read answers 403."""
+        self._s3_access.deny_get_object(bucket)
 
     # --- what happened ---------------------------------------------------------------------------
 
@@ -537,6 +549,13 @@ class SsmWorld:
                     request, wire.service, fault.code, fault.message, fault.status
                 )
                 answered_by = f"fault:{fault.code}"
+        elif (
+            wire.service == "s3"
+            and wire.operation == "GetObject"
+            and (refused := self._s3_access.refusal(request))
+        ):
+            response = error_response(request, "s3", refused, "Access Denied", 403)
+            answered_by = f"denied:{refused}"
         elif wire.service == "ssm" and self._api.emulates(wire.operation):
             response = self._api.answer(wire, account, request)
             answered_by = "emulator"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import boto3
 import pytest
 from moto.sts.models import sts_backends
 from prefect import flow
@@ -187,3 +188,34 @@ def test_the_block_bounds_how_many_task_runs_work_at_once(ssm_world: SsmWorld) -
     assert len(spans) == 8
     # With one worker, each task run ends before the next one starts.
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
+
+
+@pytest.mark.parametrize("list_bucket", [True, False], ids=["with-list-bucket", "no-list-bucket"])
+def test_with_an_output_bucket_a_long_output_and_no_stderr_is_read_whole(
+    ssm_world: SsmWorld, list_bucket: bool
+) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="run-output")
+    if not list_bucket:
+        # Least privilege: S3 answers 403 for the stderr object the agent never wrote.
+        ssm_world.deny_list_bucket("run-output")
+    AwsProviderBlock(
+        poll_initial_seconds=0.1, poll_max_seconds=0.3, output_s3_bucket="run-output"
+    ).save("with-bucket", overwrite=True)
+    targets = _fleet(ssm_world)[:3]
+    long_one = ssm_world.instance(targets[0].instance_id)
+    long_one.write_file("/etc/instance-id", "x" * 3_000)
+
+    try:
+        result = run_script(
+            script=PRINT_OWN_ID, targets=targets, provider="aws-provider/with-bucket"
+        )
+    finally:
+        AwsProviderBlock.delete("with-bucket")
+
+    by_id = {r.instance_id: r for r in result.batch.results}
+    assert {r.status for r in by_id.values()} == {ResultStatus.SUCCESS}
+    whole = by_id[long_one.instance_id]
+    assert (whole.stdout, whole.stderr, whole.error) == ("x" * 3_000, "", None)
+    assert not whole.stdout_truncated
+    for target in targets[1:]:
+        assert by_id[target.instance_id].stdout == target.instance_id
