@@ -5,6 +5,7 @@ can be its own retryable Prefect task and a resumed run can re-attach to what it
 
     plan = provider.prepare(targets, request)      # group, pre-check, chunk; nothing sent
     ref = provider.send(chunk, request)             # one command per chunk
+    ref = provider.find_sent(chunk, request, since) # the command a lost send left, if any
     progress = provider.poll(ref)                    # one poll round, terminal results so far
     results = provider.collect(ref)                  # poll with backoff until done or deadline
 
@@ -31,8 +32,10 @@ from providers.errors import CollectInterrupted as CollectInterrupted
 from providers.errors import CredentialError as CredentialError
 from providers.errors import MissingCredentialsError as MissingCredentialsError
 from providers.errors import ProviderError as ProviderError
+from providers.errors import SendOutcomeUnknown as SendOutcomeUnknown
 from providers.errors import is_safe_to_resend as is_safe_to_resend
 from providers.errors import is_transient as is_transient
+from providers.models import REQUEST_COMMENT_ROOM as REQUEST_COMMENT_ROOM
 from providers.models import Account as Account
 from providers.models import BatchResult as BatchResult
 from providers.models import BatchStatus as BatchStatus
@@ -86,6 +89,16 @@ class Provider(ABC):
     @abstractmethod
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
         """Send one chunk as one command."""
+
+    @abstractmethod
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        """The command already sent for ``chunk`` of ``request`` at or after ``since``, or
+        None when there is none.
+
+        Asked before sending a chunk again whose earlier send may have gone out (the answer
+        was lost to a connection fault, or the process died before recording it), so that a
+        retried send re-attaches instead of running the script twice.
+        """
 
     @abstractmethod
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:

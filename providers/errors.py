@@ -62,6 +62,12 @@ class CollectInterrupted(ProviderError):
         return (type(self), (str(self), self.results, self.code))
 
 
+class SendOutcomeUnknown(ProviderError):
+    """A send failed in a way that may have delivered it, and looking the command up did not
+    settle whether it went out: it is neither sent again nor followed. A person checks the
+    instances before running it again."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether trying the failed step again may help: only a ``ProviderError`` that says so.
 

@@ -317,6 +317,19 @@ class LocalProvider(Provider):
             )
         return ref
 
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        """The script this worker process started for ``chunk`` at or after ``since``, from
+        its own process table, or None. The table lives in the process: a script started by
+        another process (a worker that died since) is not in it and cannot be re-attached to,
+        so a resumed local run starts it again."""
+        with self._lock:
+            started = [
+                command.ref
+                for command in self._commands.values()
+                if command.ref.chunk_key == chunk.key and command.started_at >= since
+            ]
+        return min(started, key=lambda ref: ref.sent_at, default=None)
+
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
         """The result once the script ended; past its timeout its process group is killed."""
         pending = [i for i in ref.instance_ids if i not in finished]

@@ -137,6 +137,12 @@ class CredentialReport(BaseModel):
     region: str | None = None
 
 
+# How much of a command's comment (SSM allows 100 characters) a request's own comment should
+# use: a provider ends it with a marker of the chunk (``#<20-character key>`` for SSM), so that
+# a run which never learnt of a command it sent can find it again. Longer comments are cut.
+REQUEST_COMMENT_ROOM = 78
+
+
 class ScriptRequest(BaseModel):
     """What to run and its limits, shared by every chunk of one run."""
 
@@ -146,7 +152,12 @@ class ScriptRequest(BaseModel):
     delivery_timeout_seconds: int = Field(
         default=600, ge=30, le=2_592_000, description="how long SSM tries to deliver"
     )
-    comment: str = Field(default="", max_length=100)
+    comment: str = Field(
+        default="",
+        max_length=100,
+        description=f"for a person reading the command history; past {REQUEST_COMMENT_ROOM} "
+        "characters it is cut to leave room for the provider's chunk marker",
+    )
     max_concurrency: str | None = None
     max_errors: str | None = None
 

@@ -6,7 +6,14 @@ upgrade`` does the same from a shell.
 """
 
 from flows.store.database import StoreError
-from flows.store.records import DecisionRecord, ExecutionRecord, RunRecord
+from flows.store.records import DecisionRecord, ExecutionRecord, RunRecord, SendIntent
 from flows.store.store import Store
 
-__all__ = ["DecisionRecord", "ExecutionRecord", "RunRecord", "Store", "StoreError"]
+__all__ = [
+    "DecisionRecord",
+    "ExecutionRecord",
+    "RunRecord",
+    "SendIntent",
+    "Store",
+    "StoreError",
+]

@@ -44,6 +44,7 @@ SHELL_DOCUMENT = "AWS-RunShellScript"
 POWERSHELL_DOCUMENT = "AWS-RunPowerShellScript"
 
 MAX_INSTANCES_PER_COMMAND = 50  # SendCommand's own limit on InstanceIds
+COMMENT_LIMIT = 100  # SendCommand's own limit on Comment
 PAGE_SIZE = 50  # ListCommandInvocations' largest MaxResults
 LIST_OUTPUT_CAP = 2_500  # plugin Output in ListCommandInvocations
 STDOUT_CAP = 24_000  # GetCommandInvocation StandardOutputContent
@@ -53,6 +54,10 @@ ERROR_MARKER = "----------ERROR-------"
 # SSM may not list an unknown command for a short while after SendCommand; past this age an
 # InvalidCommandId is believed.
 _COMMAND_VISIBILITY_GRACE = timedelta(minutes=5)
+
+# The worker's clock and AWS's may disagree: a lookup of commands sent since a moment on the
+# worker's clock looks this much further back (the chunk marker keeps it to the right one).
+_CLOCK_SKEW = timedelta(minutes=5)
 
 _STILL_RUNNING = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 _MARKER_LINE = re.compile(r"\n?^" + re.escape(ERROR_MARKER) + r"$\n?", re.MULTILINE)
@@ -118,8 +123,7 @@ def send_command_chunk(
         },
         "TimeoutSeconds": request.delivery_timeout_seconds,
     }
-    if request.comment:
-        params["Comment"] = request.comment
+    params["Comment"] = command_comment(request.comment, chunk.key)
     if request.max_concurrency:
         params["MaxConcurrency"] = request.max_concurrency
     if request.max_errors:
@@ -130,10 +134,85 @@ def send_command_chunk(
         if prefix:
             params["OutputS3KeyPrefix"] = prefix
     command = ssm.send_command(**params)["Command"]
-    sent_at = datetime.now(UTC)
+    return _command_ref(
+        command["CommandId"],
+        chunk,
+        request,
+        sent_at=datetime.now(UTC),
+        output_s3_bucket=output_s3_bucket,
+        output_s3_prefix=prefix,
+        grace_seconds=grace_seconds,
+    )
+
+
+def chunk_marker(chunk_key: str) -> str:
+    """What ends the ``Comment`` of the command of a chunk: ``#<chunk key>``."""
+    return f"#{chunk_key}"
+
+
+def command_comment(comment: str, chunk_key: str) -> str:
+    """SSM's ``Comment`` for a chunk's command: the request's comment (change, workflow,
+    step, flow run), cut to fit, then the chunk's marker, so that a run which never learnt
+    of its command (:func:`find_sent_command`) can still find it in SSM's history."""
+    marker = chunk_marker(chunk_key)
+    text = comment[: COMMENT_LIMIT - len(marker) - 1].rstrip()
+    return f"{text} {marker}" if text else marker
+
+
+def find_sent_command(
+    ssm: SSMClient,
+    chunk: Chunk,
+    request: ScriptRequest,
+    since: datetime,
+    *,
+    grace_seconds: float,
+) -> CommandRef | None:
+    """The command sent for ``chunk`` of ``request`` since ``since``, from SSM's history
+    (``ListCommands`` of the request's document in that window, paged), or None.
+
+    A command is the chunk's when its comment ends with the chunk's marker and it went to
+    exactly the chunk's instances.
+    """
+    after = (since - _CLOCK_SKEW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    marker = chunk_marker(chunk.key)
+    wanted = sorted(chunk.instance_ids)
+    pages = ssm.get_paginator("list_commands").paginate(
+        Filters=[
+            {"key": "InvokedAfter", "value": after},
+            {"key": "DocumentName", "value": document_for(request.interpreter)},
+        ],
+        PaginationConfig={"PageSize": PAGE_SIZE},
+    )
+    for page in pages:
+        for command in page.get("Commands", []):
+            if (command.get("Comment") or "").endswith(marker) and sorted(
+                command.get("InstanceIds", [])
+            ) == wanted:
+                return _command_ref(
+                    command["CommandId"],
+                    chunk,
+                    request,
+                    sent_at=command.get("RequestedDateTime") or datetime.now(UTC),
+                    output_s3_bucket=command.get("OutputS3BucketName") or None,
+                    output_s3_prefix=command.get("OutputS3KeyPrefix") or None,
+                    grace_seconds=grace_seconds,
+                )
+    return None
+
+
+def _command_ref(
+    command_id: str,
+    chunk: Chunk,
+    request: ScriptRequest,
+    *,
+    sent_at: datetime,
+    output_s3_bucket: str | None,
+    output_s3_prefix: str | None,
+    grace_seconds: float,
+) -> CommandRef:
     budget = request.timeout_seconds + request.delivery_timeout_seconds + grace_seconds
     return CommandRef(
-        command_id=command["CommandId"],
+        command_id=command_id,
         chunk_key=chunk.key,
         account_id=chunk.account_id,
         region=chunk.region,
@@ -141,7 +220,7 @@ def send_command_chunk(
         sent_at=sent_at,
         deadline=sent_at + timedelta(seconds=budget),
         output_s3_bucket=output_s3_bucket,
-        output_s3_prefix=prefix,
+        output_s3_prefix=output_s3_prefix,
         delivery_timeout_seconds=request.delivery_timeout_seconds,
     )
 

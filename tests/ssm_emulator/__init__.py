@@ -44,6 +44,8 @@ Faults (decided per HTTP attempt, so botocore's own retries draw again)::
     world.throttle(share=0.3, services=("ssm", "sts"), seed=1)
     world.fail_next("ListCommandInvocations", code="ExpiredTokenException", times=1, after=0,
                     message=None, status=400, service=None)
+    world.lose_answers("SendCommand", times=1)  # carried out, answer lost (connection closed)
+    world.on_accepted(lambda command: ...)      # called as each SendCommand is accepted
     world.deny_list_bucket(bucket)   # no s3:ListBucket: GetObject of an absent key is 403
     world.deny_get_object(bucket)    # no s3:GetObject: every read there is 403
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ConnectionClosedError
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.models import botocore_stubber
@@ -95,6 +96,8 @@ class SsmWorld:
         self.s3_failures: list[str] = []
         self.faults = FaultPlan()
         self._s3_access = S3Access()
+        self._lost_answers: Counter[str] = Counter()
+        self._on_accepted: Callable[[EmulatedCommand], None] | None = None
         self._api = SsmApi(self)
         self._scheduler = Scheduler()
         self._pool = ThreadPoolExecutor(max_parallel_scripts, thread_name_prefix="ssm-agent")
@@ -314,6 +317,20 @@ class SsmWorld:
             service=service,
         )
 
+    def lose_answers(self, operation: str, times: int = 1) -> None:
+        """The next ``times`` requests of ``operation`` are carried out, and their answer is
+        lost on the way back: the client sees a connection closed (``ConnectionClosedError``;
+        over the HTTP bridge, a dropped connection), not knowing whether it arrived."""
+        if times < 1:
+            raise ValueError("lose_answers needs times >= 1")
+        with self.lock:
+            self._lost_answers[operation] += times
+
+    def on_accepted(self, callback: Callable[[EmulatedCommand], None] | None) -> None:
+        """Call ``callback(command)`` each time a ``SendCommand`` is accepted, before its answer
+        goes back (a crash test kills the sending process there). None removes it."""
+        self._on_accepted = callback
+
     def deny_list_bucket(self, bucket: str) -> None:
         """Callers lack ``s3:ListBucket`` on ``bucket`` (a least-privilege policy): a
         ``GetObject`` of a key that does not exist answers ``403 AccessDenied``, as S3 does,
@@ -409,6 +426,9 @@ class SsmWorld:
         due = command.requested_at + self._pending_seconds
         for inv in command.invocations.values():
             self._scheduler.call_at(due, lambda inv=inv: self._deliver(inv))
+        callback = self._on_accepted
+        if callback is not None:
+            callback(command)
 
     def cancel(self, command: EmulatedCommand, instance_ids: list[str] | None) -> None:
         now = time.time()
@@ -578,6 +598,11 @@ class SsmWorld:
                     answered_by,
                 )
             )
+            lose = answered_by == "emulator" and self._lost_answers[wire.operation] > 0
+            if lose:
+                self._lost_answers[wire.operation] -= 1
+        if lose:
+            raise ConnectionClosedError(endpoint_url=request.url)
         return response
 
     def _refuse_unknown_role(

@@ -219,3 +219,23 @@ def test_with_an_output_bucket_a_long_output_and_no_stderr_is_read_whole(
     assert not whole.stdout_truncated
     for target in targets[1:]:
         assert by_id[target.instance_id].stdout == target.instance_id
+
+
+def test_a_send_whose_answer_was_lost_is_found_not_sent_twice(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    targets = _fleet(ssm_world)[:3]
+    # SSM accepts the command and the connection closes before its answer comes back.
+    ssm_world.lose_answers("SendCommand")
+
+    state = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws, return_state=True)
+    result = state.result()
+
+    assert [r.status for r in result.batch.results] == [ResultStatus.SUCCESS] * 3
+    assert ssm_world.calls[("ssm", "SendCommand")] == 1
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
+    [command] = ssm_world.commands
+    assert {r.command_id for r in result.batch.results} == {command.command_id}
+    with Store.default() as store:
+        found = store.find_command(str(state.state_details.flow_run_id), command.comment[-20:])
+    assert found is not None and found.command_id == command.command_id
