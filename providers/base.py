@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from pydantic import SecretStr
+
 from providers.engine import DirectSteps, run_batch
 from providers.errors import CollectInterrupted as CollectInterrupted
 from providers.errors import CredentialError as CredentialError
@@ -53,6 +55,8 @@ from providers.models import PollSchedule as PollSchedule
 from providers.models import ResultStatus as ResultStatus
 from providers.models import ScriptRequest as ScriptRequest
 from providers.models import ScriptResult as ScriptResult
+from providers.models import SecretHandle as SecretHandle
+from providers.models import SecretStore as SecretStore
 from providers.models import Target as Target
 from providers.partitions import Environment
 
@@ -109,6 +113,33 @@ class Provider(ABC):
     @abstractmethod
     def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
         """Results for instances still running when the run's deadline passed."""
+
+    # -- secrets a script reads at run time ------------------------------------------------
+
+    @property
+    def secret_stores(self) -> frozenset[SecretStore]:
+        """Where scripts this provider runs can read a secret at run time (none by default)."""
+        return frozenset()
+
+    def stage_secret(
+        self, name: str, value: SecretStr, places: Collection[tuple[str, str]]
+    ) -> SecretHandle:
+        """Put ``value`` where the scripts this provider runs in ``places`` ((account, region)
+        pairs) read it at run time, under ``name``; the handle says where, never what. The
+        value never enters a script's text. ``discard_secret`` removes it again.
+
+        A provider whose scripts cannot be handed a secret refuses, saying so.
+        """
+        raise ProviderError(
+            f"the {self.name} provider cannot hand a secret to its scripts at run time; use a "
+            "provider that can (aws, local)"
+        )
+
+    def discard_secret(self, handle: SecretHandle) -> None:
+        """Remove a secret ``stage_secret`` put somewhere, from everywhere it put it. What
+        could not be removed is raised at the end, naming it (never the value)."""
+        if handle.created_in:
+            raise ProviderError(f"the {self.name} provider staged no secret {handle.name!r}")
 
     def poll_schedule(self) -> PollSchedule:
         """How often ``collect`` looks at a command; also the wait between retried steps."""

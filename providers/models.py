@@ -209,6 +209,29 @@ class ScriptResult(BaseModel):
         )
 
 
+class SecretStore(StrEnum):
+    """Where a script reads a secret at run time, on the machine it runs on."""
+
+    PARAMETER_STORE = "parameter-store"  # an SSM SecureString parameter
+    SECRETS_MANAGER = "secrets-manager"  # a Secrets Manager secret
+    FILE = "file"  # a file only the script's user can read (the local provider)
+
+
+class SecretHandle(BaseModel):
+    """Where the scripts of a run find a secret: its store and name, never its value.
+
+    ``created_in``: the (account, region) pairs where this run put the secret itself, and so
+    deletes it from once the scripts that needed it have run (empty for a secret an operator
+    keeps there).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    store: SecretStore
+    name: str = Field(min_length=1, max_length=2048)
+    created_in: tuple[tuple[str, str], ...] = ()
+
+
 class BatchStatus(StrEnum):
     """Outcome of a run over many instances, from how many succeeded and how many did not."""
 

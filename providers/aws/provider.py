@@ -32,6 +32,7 @@ import botocore.loaders
 import botocore.session
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
 
 from providers.aws import discovery, precheck
 from providers.aws.clients import ServiceName, make_client
@@ -52,6 +53,7 @@ from providers.aws.precheck import (
     describe_managed_instances,
     validate_targets,
 )
+from providers.aws.secrets import delete_parameter, parameter_name, put_secure_parameter
 from providers.aws.settings import LegacyCredentials
 from providers.aws.ssm import (
     cancel_invocations,
@@ -75,6 +77,8 @@ from providers.base import (
     ResultStatus,
     ScriptRequest,
     ScriptResult,
+    SecretHandle,
+    SecretStore,
     Target,
 )
 from providers.partitions import Environment, environment_of_region, partition_for
@@ -408,6 +412,72 @@ class AwsProvider(Provider):
             f"ListCommandInvocations of command {ref.command_id}",
             lambda c: poll_invocations(c.ssm, ref, finished, s3=lambda: c.s3),
         )
+
+    # -- secrets a script reads at run time ------------------------------------------------
+
+    @property
+    def secret_stores(self) -> frozenset[SecretStore]:
+        """Parameter Store and Secrets Manager: the instance reads them with the AWS CLI."""
+        return frozenset({SecretStore.PARAMETER_STORE, SecretStore.SECRETS_MANAGER})
+
+    def stage_secret(
+        self, name: str, value: SecretStr, places: Collection[tuple[str, str]]
+    ) -> SecretHandle:
+        """A ``SecureString`` parameter ``/cloudops-flows/<name>`` holding ``value`` in each
+        (account, region) of ``places``, made as the caller there (the member role in other
+        accounts). If one cannot be made, those already made are deleted and the failure is
+        raised (its message never holds the value)."""
+        parameter = parameter_name(name)
+        created: list[tuple[str, str]] = []
+        failure: str | None = None
+        for account_id, region in sorted(set(places)):
+            try:
+                self._call(
+                    region,
+                    account_id,
+                    f"PutParameter {parameter}",
+                    lambda c: put_secure_parameter(
+                        c.ssm, parameter, value, self.config.secret_kms_key_id
+                    ),
+                )
+            except AwsError as exc:
+                # Whatever AWS said about the request, the value is not repeated.
+                failure = str(exc).replace(value.get_secret_value(), "***")
+                break
+            created.append((account_id, region))
+        handle = SecretHandle(
+            store=SecretStore.PARAMETER_STORE, name=parameter, created_in=tuple(created)
+        )
+        if failure is not None:
+            try:
+                self.discard_secret(handle)
+            except AwsError as cleanup:
+                failure = f"{failure}; and then {cleanup}"
+            raise AwsError(
+                f"the secret could not be put where the scripts read it: {failure}. Nothing "
+                "was sent that needs it"
+            )
+        return handle
+
+    def discard_secret(self, handle: SecretHandle) -> None:
+        """Delete the parameter from every (account, region) ``stage_secret`` made it in."""
+        problems: list[str] = []
+        for account_id, region in handle.created_in:
+            try:
+                self._call(
+                    region,
+                    account_id,
+                    f"DeleteParameter {handle.name}",
+                    lambda c: delete_parameter(c.ssm, handle.name),
+                )
+            except AwsError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise AwsError(
+                f"the secret parameter {handle.name} could not be deleted everywhere "
+                f"({'; '.join(problems)}): delete it by hand with aws ssm delete-parameter "
+                f"--name {handle.name} in each of those accounts and regions"
+            )
 
     def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
         """Cancel what is still running past the deadline; ``timed_out`` results for it."""

@@ -31,6 +31,7 @@ from tests.ssm_emulator.agent import ScriptRun, run_script
 from tests.ssm_emulator.commands import EmulatedCommand, Invocation, Outcome
 from tests.ssm_emulator.faults import FaultPlan
 from tests.ssm_emulator.fleet import EmulatedInstance, OfflinePlan, launch_instance
+from tests.ssm_emulator.instance_api import InstanceApi, SecretRead
 from tests.ssm_emulator.s3_access import S3Access
 from tests.ssm_emulator.scheduler import Scheduler
 from tests.ssm_emulator.ssm_api import SsmApi
@@ -96,6 +97,7 @@ class SsmWorld:
         self.s3_failures: list[str] = []
         self.faults = FaultPlan()
         self._s3_access = S3Access()
+        self._instance_api = InstanceApi(self._instance_home)
         self._lost_answers: Counter[str] = Counter()
         self._on_accepted: Callable[[EmulatedCommand], None] | None = None
         self._api = SsmApi(self)
@@ -115,6 +117,7 @@ class SsmWorld:
         index = next(i for i, entry in enumerate(BUILTIN_HANDLERS) if entry[1] is botocore_stubber)
         self._replaced = (index, BUILTIN_HANDLERS[index])
         BUILTIN_HANDLERS[index] = self._handler_entry
+        self._instance_api.start()
         self._active = True
 
     def close(self) -> None:
@@ -131,6 +134,7 @@ class SsmWorld:
                     inv.handle.kill()
         self._scheduler.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._instance_api.stop()
         if self._scheduler.errors:
             raise RuntimeError("the SSM emulator's clock failed") from self._scheduler.errors[0]
 
@@ -331,6 +335,11 @@ class SsmWorld:
         goes back (a crash test kills the sending process there). None removes it."""
         self._on_accepted = callback
 
+    def deny_secret_reads(self, instance_id: str) -> None:
+        """The instance's profile may read no parameter or secret: its scripts' ``aws`` reads
+        are refused with ``AccessDeniedException``."""
+        self._instance_api.deny_secret_reads(instance_id)
+
     def deny_list_bucket(self, bucket: str) -> None:
         """Callers lack ``s3:ListBucket`` on ``bucket`` (a least-privilege policy): a
         ``GetObject`` of a key that does not exist answers ``403 AccessDenied``, as S3 does,
@@ -377,6 +386,17 @@ class SsmWorld:
     def command(self, command_id: str) -> EmulatedCommand:
         with self.lock:
             return self._commands[command_id]
+
+    @property
+    def secret_reads(self) -> list[SecretRead]:
+        """Every read of a parameter or secret by a script on an instance (its fake ``aws``),
+        in order: who, where, what, and how it was answered."""
+        return self._instance_api.reads
+
+    def _instance_home(self, instance_id: str) -> tuple[str, str] | None:
+        with self.lock:
+            instance = self._instances.get(instance_id)
+        return None if instance is None else (instance.account_id, instance.region)
 
     # --- used by the SSM API --------------------------------------------------------------------
 
@@ -492,6 +512,7 @@ class SsmWorld:
             powershell=command.document.powershell,
             timeout_seconds=command.execution_timeout,
             handle=inv.handle,
+            instance_api=self._instance_api.url,
         )
         if not report:
             return
