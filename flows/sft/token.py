@@ -168,11 +168,12 @@ def token_handed_over(
     the block, also when it failed (a removal that fails then is logged, never raised over
     the first failure).
     """
+    logger = get_run_logger()
     if token.kept is not None:
+        logger.info("install and reset read the enrollment token from %s", token.source)
         yield script_parameters(token.kept)
         return
     assert token.given is not None  # one of the two, by construction
-    logger = get_run_logger()
     handle = provider.stage_secret(f"{RUN_SECRET_NAME}/{flow_run_id}", token.given, places)
     logger.info(
         "enrollment token (from the %s) put in %s %s for this run, in %d place(s)",

@@ -239,3 +239,22 @@ def test_a_send_whose_answer_was_lost_is_found_not_sent_twice(
     with Store.default() as store:
         found = store.find_command(str(state.state_details.flow_run_id), command.comment[-20:])
     assert found is not None and found.command_id == command.command_id
+
+
+def test_a_command_that_became_unreadable_keeps_the_results_already_final(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    fast, slow = _fleet(ssm_world)[:2]
+    ssm_world.instance(slow.instance_id).write_file("/etc/slow", "")
+    script = '[ -f "$CLOUDOPS_ROOT/etc/slow" ] && sleep 3; cat "$CLOUDOPS_ROOT/etc/instance-id"'
+    # The caller loses its right to read the command once the fast one is final: every poll
+    # from the fourth on (0.1 to 0.3 s apart) is refused, the slow one sleeps for 3 s.
+    ssm_world.fail_next("ListCommandInvocations", code="AccessDeniedException", after=3, times=99)
+
+    result = run_script(script=script, targets=[fast, slow], provider=fast_aws)
+
+    by_id = {r.instance_id: r for r in result.batch.results}
+    assert by_id[fast.instance_id].status is ResultStatus.SUCCESS
+    assert by_id[fast.instance_id].stdout == fast.instance_id
+    lost = by_id[slow.instance_id]
+    assert lost.status is ResultStatus.ERROR and "AccessDeniedException" in (lost.error or "")
