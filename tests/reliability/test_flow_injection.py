@@ -8,8 +8,9 @@ checksum, disk threshold, bundled script name, interpreter, instance id, account
 refused before any AWS call, with a message naming the field. The one free-text value a flow
 hands to a script besides run-script's parameters, the SFT enrollment token, goes through the
 AWS path for real (a per-run Parameter Store parameter the instance reads with its AWS CLI)
-and runs in the emulator's sandbox: it must reach the host byte for byte and run nothing. Every hostile value tries to create a marker file (by absolute path under the
-test's directory, or relative to wherever it runs); the test then looks for any such file.
+and runs in the emulator's sandbox: it must reach the host byte for byte and run nothing.
+Every hostile value tries to create a marker file (by absolute path under the test's
+directory, or relative to wherever it runs); the test then looks for any such file.
 """
 
 from __future__ import annotations
