@@ -153,6 +153,13 @@ class AwsProviderBlock(ProviderBlock):
         title="Output S3 Key Prefix",
         description="Key prefix of the output objects in the bucket above.",
     )
+    secret_kms_key_id: str | None = Field(
+        default=None,
+        title="Secret Parameter KMS Key",
+        description="KMS key (id, ARN or alias) that encrypts the SecureString parameters a "
+        "run creates for its scripts' secrets (the sft-fixer enrollment token). Empty: the "
+        "account's alias/aws/ssm. The instance profiles need kms:Decrypt on it.",
+    )
     poll_initial_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -251,6 +258,7 @@ class AwsProviderBlock(ProviderBlock):
             default_regions=tuple(str(region) for region in self.default_regions),
             output_s3_bucket=self.output_s3_bucket or None,
             output_s3_prefix=self.output_s3_prefix,
+            secret_kms_key_id=self.secret_kms_key_id or None,
             poll=PollSchedule(
                 initial_seconds=self.poll_initial_seconds, max_seconds=self.poll_max_seconds
             ),

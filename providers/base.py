@@ -5,6 +5,7 @@ can be its own retryable Prefect task and a resumed run can re-attach to what it
 
     plan = provider.prepare(targets, request)      # group, pre-check, chunk; nothing sent
     ref = provider.send(chunk, request)             # one command per chunk
+    ref = provider.find_sent(chunk, request, since) # the command a lost send left, if any
     progress = provider.poll(ref)                    # one poll round, terminal results so far
     results = provider.collect(ref)                  # poll with backoff until done or deadline
 
@@ -26,12 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from pydantic import SecretStr
+
 from providers.engine import DirectSteps, run_batch
+from providers.errors import CollectInterrupted as CollectInterrupted
 from providers.errors import CredentialError as CredentialError
 from providers.errors import MissingCredentialsError as MissingCredentialsError
 from providers.errors import ProviderError as ProviderError
+from providers.errors import SendOutcomeUnknown as SendOutcomeUnknown
 from providers.errors import is_safe_to_resend as is_safe_to_resend
 from providers.errors import is_transient as is_transient
+from providers.models import REQUEST_COMMENT_ROOM as REQUEST_COMMENT_ROOM
 from providers.models import Account as Account
 from providers.models import BatchResult as BatchResult
 from providers.models import BatchStatus as BatchStatus
@@ -49,6 +55,8 @@ from providers.models import PollSchedule as PollSchedule
 from providers.models import ResultStatus as ResultStatus
 from providers.models import ScriptRequest as ScriptRequest
 from providers.models import ScriptResult as ScriptResult
+from providers.models import SecretHandle as SecretHandle
+from providers.models import SecretStore as SecretStore
 from providers.models import Target as Target
 from providers.partitions import Environment
 
@@ -87,6 +95,16 @@ class Provider(ABC):
         """Send one chunk as one command."""
 
     @abstractmethod
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        """The command already sent for ``chunk`` of ``request`` at or after ``since``, or
+        None when there is none.
+
+        Asked before sending a chunk again whose earlier send may have gone out (the answer
+        was lost to a connection fault, or the process died before recording it), so that a
+        retried send re-attaches instead of running the script twice.
+        """
+
+    @abstractmethod
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
         """One look at a command: results of instances that became final since ``finished``
         (instance ids already reported, which are neither fetched nor returned again) and the
@@ -95,6 +113,33 @@ class Provider(ABC):
     @abstractmethod
     def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
         """Results for instances still running when the run's deadline passed."""
+
+    # -- secrets a script reads at run time ------------------------------------------------
+
+    @property
+    def secret_stores(self) -> frozenset[SecretStore]:
+        """Where scripts this provider runs can read a secret at run time (none by default)."""
+        return frozenset()
+
+    def stage_secret(
+        self, name: str, value: SecretStr, places: Collection[tuple[str, str]]
+    ) -> SecretHandle:
+        """Put ``value`` where the scripts this provider runs in ``places`` ((account, region)
+        pairs) read it at run time, under ``name``; the handle says where, never what. The
+        value never enters a script's text. ``discard_secret`` removes it again.
+
+        A provider whose scripts cannot be handed a secret refuses, saying so.
+        """
+        raise ProviderError(
+            f"the {self.name} provider cannot hand a secret to its scripts at run time; use a "
+            "provider that can (aws, local)"
+        )
+
+    def discard_secret(self, handle: SecretHandle) -> None:
+        """Remove a secret ``stage_secret`` put somewhere, from everywhere it put it. What
+        could not be removed is raised at the end, naming it (never the value)."""
+        if handle.created_in:
+            raise ProviderError(f"the {self.name} provider staged no secret {handle.name!r}")
 
     def poll_schedule(self) -> PollSchedule:
         """How often ``collect`` looks at a command; also the wait between retried steps."""
@@ -119,7 +164,13 @@ class Provider(ABC):
         rng: Callable[[], float] | None = None,
         on_progress: Callable[[CommandProgress], None] | None = None,
     ) -> list[ScriptResult]:
-        """Poll ``ref`` with backoff until every instance is final or the deadline passes."""
+        """Poll ``ref`` with backoff until every instance is final or the deadline passes.
+
+        A poll that fails transiently is raised, for the caller to run ``collect`` again. One
+        that fails for good after some instances were final raises ``CollectInterrupted``
+        with their results, so those are kept: only the instances still running are left
+        without one.
+        """
         delays = iter(self.poll_schedule().delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         # A command just sent is never done: the first look waits one interval after the send
@@ -128,7 +179,14 @@ class Provider(ABC):
         if (first_wait := next(delays) - since_sent) > 0:
             sleep(first_wait)
         while True:
-            progress = self.poll(ref, finished.keys())
+            try:
+                progress = self.poll(ref, finished.keys())
+            except ProviderError as exc:
+                if exc.transient or not finished:
+                    raise
+                raise CollectInterrupted(
+                    str(exc), [finished[i] for i in ref.instance_ids if i in finished], exc.code
+                ) from exc
             for result in progress.results:
                 finished.setdefault(result.instance_id, result)
             if on_progress is not None:

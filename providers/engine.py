@@ -13,6 +13,10 @@ use it); the flows run each step as a Prefect task instead, with Prefect's retri
 way each step is submitted as soon as what it needs is known and returns a future
 (``Pending``), so groups, chunks and commands proceed concurrently.
 
+A send that failed in a way that may have delivered it (a connection fault: the answer was
+lost, not the request) is sent again only after :func:`look_up_sent` looked the command up
+and found none: a script never runs twice because an answer went missing.
+
 Whatever fails, every target ends with exactly one result: a step that fails becomes
 ``error`` results for exactly the targets it concerned, naming where and what failed.
 
@@ -26,9 +30,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from providers.errors import is_safe_to_resend, is_transient
+from providers.errors import (
+    CollectInterrupted,
+    ProviderError,
+    SendOutcomeUnknown,
+    is_safe_to_resend,
+    is_transient,
+)
 from providers.models import (
     BatchResult,
     Chunk,
@@ -160,6 +171,9 @@ def run_batch(
             results = pending_results.result()
         except Exception as exc:
             where = _where(chunk.account_id, chunk.region)
+            if isinstance(exc, CollectInterrupted):
+                # The instances that were final before the command became unreadable.
+                ledger.add(exc.results)
             ledger.step_failed(
                 f"collect of command {ref.command_id} ({len(chunk.targets)} instance(s) in "
                 f"{where}) failed: {exc}",
@@ -181,6 +195,10 @@ class SteppedProvider(Protocol):
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef: ...
 
+    def find_sent(
+        self, chunk: Chunk, request: ScriptRequest, since: datetime
+    ) -> CommandRef | None: ...
+
     def collect(
         self,
         ref: CommandRef,
@@ -197,9 +215,9 @@ class DirectSteps:
     """A ``StepRunner`` in plain Python: each step of ``provider`` runs on ``executor``.
 
     A step that fails transiently (``ProviderError.transient``) is tried again, at most
-    ``attempts`` times in all, waiting on the provider's poll schedule in between. A send is
-    tried again only when the failed call is also known to have sent nothing
-    (``is_safe_to_resend``: throttled, not a connection fault), so a script never runs twice.
+    ``attempts`` times in all, waiting on the provider's poll schedule in between. A send that
+    failed in a way that may have delivered it (a connection fault, not a throttle) is looked
+    up before it is tried again (:func:`look_up_sent`), so a script never runs twice.
     """
 
     def __init__(
@@ -228,8 +246,24 @@ class DirectSteps:
         return self._submit(lambda: self._provider.prepare(targets, request), is_transient)
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> Future[CommandRef]:
-        """Submit the send of one chunk, repeated only when nothing can have been sent."""
-        return self._submit(lambda: self._provider.send(chunk, request), is_safe_to_resend)
+        """Submit the send of one chunk; after a failure that may have delivered it, the
+        command is looked up before the chunk is sent again."""
+        since = datetime.now(UTC)
+        maybe_out = False  # an earlier attempt failed in a way that may have delivered it
+
+        def send() -> CommandRef:
+            nonlocal maybe_out
+            if maybe_out and (found := look_up_sent(self._provider, chunk, request, since)):
+                return found
+            try:
+                ref = self._provider.send(chunk, request)
+            except Exception as exc:
+                # A throttled send created nothing; after any other failure it may be out.
+                maybe_out = not is_safe_to_resend(exc)
+                raise
+            return ref
+
+        return self._submit(send, is_transient)
 
     def collect(self, ref: CommandRef) -> Future[list[ScriptResult]]:
         """Submit the polling of one command until it is final or past its deadline."""
@@ -254,6 +288,28 @@ class DirectSteps:
             )
 
         return self._executor.submit(attempt)
+
+
+def look_up_sent(
+    provider: SteppedProvider, chunk: Chunk, request: ScriptRequest, since: datetime
+) -> CommandRef | None:
+    """The command an earlier send of ``chunk`` (at or after ``since``) left, or None.
+
+    For a send that may have gone out without anyone learning so: a lost answer, or a
+    process that died before recording it. A lookup that fails for good raises
+    ``SendOutcomeUnknown``: nobody knows whether the command went out, so it is neither sent
+    again nor followed.
+    """
+    try:
+        return provider.find_sent(chunk, request, since)
+    except ProviderError as exc:
+        if exc.transient:
+            raise
+        raise SendOutcomeUnknown(
+            f"an earlier send of chunk {chunk.key} may have gone out, and looking it up "
+            f"failed: {exc}",
+            code=exc.code,
+        ) from exc
 
 
 def call_with_retries(
@@ -344,7 +400,7 @@ class _Ledger:
 
 def _maybe_sent(exc: BaseException) -> str:
     """What a person should know when a send failed in a way that may have delivered it."""
-    if is_transient(exc) and not is_safe_to_resend(exc):
+    if isinstance(exc, SendOutcomeUnknown) or (is_transient(exc) and not is_safe_to_resend(exc)):
         return (
             " (the command may have gone out all the same, so it was not sent again: check "
             "the instances before running it again)"

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from providers.models import ScriptResult
+
 
 class ProviderError(Exception):
     """A provider could not do what was asked; the message says what and where.
@@ -38,6 +43,29 @@ class CredentialError(ProviderError):
 
 class MissingCredentialsError(CredentialError):
     """No source holds credentials for an environment (as opposed to credentials refused)."""
+
+
+class CollectInterrupted(ProviderError):
+    """Following a command failed for good after some of its instances were final.
+
+    ``results`` are those final results, kept: only the instances still running when the
+    command could no longer be read are without one. Never transient: what could be retried
+    was.
+    """
+
+    def __init__(self, message: str, results: Sequence[ScriptResult], code: str | None = None):
+        super().__init__(message, code=code)
+        self.results = list(results)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect may persist a failed task's exception: keep the results through pickling.
+        return (type(self), (str(self), self.results, self.code))
+
+
+class SendOutcomeUnknown(ProviderError):
+    """A send failed in a way that may have delivered it, and looking the command up did not
+    settle whether it went out: it is neither sent again nor followed. A person checks the
+    instances before running it again."""
 
 
 def is_transient(exc: BaseException) -> bool:

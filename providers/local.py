@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
+from pydantic import SecretStr
+
 from providers.base import (
     Account,
     Chunk,
@@ -49,6 +51,8 @@ from providers.base import (
     ResultStatus,
     ScriptRequest,
     ScriptResult,
+    SecretHandle,
+    SecretStore,
     Target,
 )
 from providers.partitions import Environment
@@ -60,6 +64,9 @@ LOCAL_REGION = "local"
 # The same caps as SSM's GetCommandInvocation, so results look alike on both providers.
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
+
+# The directories that hold a secret for the scripts of one run (see stage_secret).
+_SECRET_DIR_PREFIX = "cloudops-secret-"
 
 # After SIGTERM, how long the script's process group gets to exit before SIGKILL.
 KILL_GRACE_SECONDS = 2.0
@@ -317,6 +324,19 @@ class LocalProvider(Provider):
             )
         return ref
 
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        """The script this worker process started for ``chunk`` at or after ``since``, from
+        its own process table, or None. The table lives in the process: a script started by
+        another process (a worker that died since) is not in it and cannot be re-attached to,
+        so a resumed local run starts it again."""
+        with self._lock:
+            started = [
+                command.ref
+                for command in self._commands.values()
+                if command.ref.chunk_key == chunk.key and command.started_at >= since
+            ]
+        return min(started, key=lambda ref: ref.sent_at, default=None)
+
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
         """The result once the script ended; past its timeout its process group is killed."""
         pending = [i for i in ref.instance_ids if i not in finished]
@@ -349,6 +369,43 @@ class LocalProvider(Provider):
                     command, timed_out=command.process.poll() is None, deadline=True
                 )
             return [command.result]
+
+    # -- secrets a script reads at run time ------------------------------------------------
+
+    @property
+    def secret_stores(self) -> frozenset[SecretStore]:
+        """A file: the scripts run as this worker's user, on this machine."""
+        return frozenset({SecretStore.FILE})
+
+    def stage_secret(
+        self, name: str, value: SecretStr, places: Collection[tuple[str, str]]
+    ) -> SecretHandle:
+        """``value`` in a file only this worker's user can read (mode 0600, in a fresh 0700
+        directory), for the script to read at run time; ``places`` is this machine."""
+        directory = Path(tempfile.mkdtemp(prefix=_SECRET_DIR_PREFIX))
+        path = directory / name.replace("/", "_")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(value.get_secret_value() + "\n")
+        return SecretHandle(
+            store=SecretStore.FILE,
+            name=str(path),
+            created_in=((LOCAL_ACCOUNT_ID, LOCAL_REGION),),
+        )
+
+    def discard_secret(self, handle: SecretHandle) -> None:
+        """Delete the file ``stage_secret`` wrote, and its directory."""
+        if not handle.created_in or handle.store is not SecretStore.FILE:
+            return
+        directory = Path(handle.name).parent
+        # Only ever a directory stage_secret made: a handle is data, and could name anything.
+        if directory.parent != Path(tempfile.gettempdir()) or not directory.name.startswith(
+            _SECRET_DIR_PREFIX
+        ):
+            raise ProviderError(f"{handle.name} is not a secret file the local provider wrote")
+        shutil.rmtree(directory, ignore_errors=True)
+        if directory.exists():
+            raise ProviderError(f"the secret file {handle.name} could not be deleted")
 
     # -- inner workings -----------------------------------------------------------------------
 

@@ -137,6 +137,12 @@ class CredentialReport(BaseModel):
     region: str | None = None
 
 
+# How much of a command's comment (SSM allows 100 characters) a request's own comment should
+# use: a provider ends it with a marker of the chunk (``#<20-character key>`` for SSM), so that
+# a run which never learnt of a command it sent can find it again. Longer comments are cut.
+REQUEST_COMMENT_ROOM = 78
+
+
 class ScriptRequest(BaseModel):
     """What to run and its limits, shared by every chunk of one run."""
 
@@ -146,7 +152,12 @@ class ScriptRequest(BaseModel):
     delivery_timeout_seconds: int = Field(
         default=600, ge=30, le=2_592_000, description="how long SSM tries to deliver"
     )
-    comment: str = Field(default="", max_length=100)
+    comment: str = Field(
+        default="",
+        max_length=100,
+        description=f"for a person reading the command history; past {REQUEST_COMMENT_ROOM} "
+        "characters it is cut to leave room for the provider's chunk marker",
+    )
     max_concurrency: str | None = None
     max_errors: str | None = None
 
@@ -196,6 +207,29 @@ class ScriptResult(BaseModel):
             started_at=now,
             ended_at=now,
         )
+
+
+class SecretStore(StrEnum):
+    """Where a script reads a secret at run time, on the machine it runs on."""
+
+    PARAMETER_STORE = "parameter-store"  # an SSM SecureString parameter
+    SECRETS_MANAGER = "secrets-manager"  # a Secrets Manager secret
+    FILE = "file"  # a file only the script's user can read (the local provider)
+
+
+class SecretHandle(BaseModel):
+    """Where the scripts of a run find a secret: its store and name, never its value.
+
+    ``created_in``: the (account, region) pairs where this run put the secret itself, and so
+    deletes it from once the scripts that needed it have run (empty for a secret an operator
+    keeps there).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    store: SecretStore
+    name: str = Field(min_length=1, max_length=2048)
+    created_in: tuple[tuple[str, str], ...] = ()
 
 
 class BatchStatus(StrEnum):

@@ -9,6 +9,10 @@ Prefect retries it:
    platform) and cut them into chunks. Nothing is sent.
 2. ``send-<account>-<region>-<n> (<step>)``: one command per chunk. A chunk already sent
    under the same run key (a retried or resumed flow run) is re-attached to, never sent again.
+   The intent to send is recorded before the command goes out, so a run that died between
+   sending and recording looks the command up in the provider's history
+   (``Provider.find_sent``) instead of sending it twice; a send retried after a connection
+   fault does the same.
 3. ``collect-<account>-<region>-<n> (<step>)``: poll the command with backoff until every
    instance is final or the deadline passes.
 
@@ -47,10 +51,9 @@ from providers.base import (
     ScriptRequest,
     ScriptResult,
     Target,
-    is_safe_to_resend,
     is_transient,
 )
-from providers.engine import TargetGroup
+from providers.engine import TargetGroup, look_up_sent
 from providers.local import LOCAL_ACCOUNT_ID, LOCAL_REGION
 
 
@@ -60,16 +63,6 @@ def retry_if_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any
         state.result()
     except Exception as exc:  # the task's own exception, re-raised by result()
         return is_transient(exc)
-    return False
-
-
-def retry_if_safe_to_resend(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """``retry_condition_fn`` of a send: retry only a refusal that created nothing (throttled),
-    never a fault after which the command may already be out (a lost answer)."""
-    try:
-        state.result()
-    except Exception as exc:
-        return is_safe_to_resend(exc)
     return False
 
 
@@ -110,11 +103,9 @@ def prepare_group(
     return plan
 
 
-@task(
-    name="send-command",
-    task_run_name="send-{label} ({step})",
-    **{**TRANSIENT_RETRIES, "retry_condition_fn": retry_if_safe_to_resend},
-)
+# Retried on every transient fault, a connection fault included: each attempt looks for the
+# command an earlier one may have sent before it sends (the intent says when to look from).
+@task(name="send-command", task_run_name="send-{label} ({step})", **TRANSIENT_RETRIES)
 def send_chunk(
     provider: Provider,
     chunk: Chunk,
@@ -124,7 +115,8 @@ def send_chunk(
     label: str,
     step: str,
 ) -> CommandRef:
-    """Send one chunk, or re-attach to the command this run already sent for it."""
+    """Send one chunk, or re-attach to the command this run already sent for it: the one
+    recorded, else the one a send that may have gone out left in the provider's history."""
     logger = get_run_logger()
     already = store.find_command(run_key, chunk.key)
     if already is not None:
@@ -136,26 +128,48 @@ def send_chunk(
             label,
         )
         return already
-    ref = provider.send(chunk, request)
+    intent = store.find_send_intent(run_key, chunk.key)
+    found = None
+    if intent is not None:
+        # An earlier attempt meant to send this chunk and never recorded a command: it may
+        # have gone out all the same (the process died, or the answer was lost).
+        found = look_up_sent(provider, chunk, request, intent.recorded_at)
+    else:
+        store.record_send_intent(run_key, chunk)
+    ref = found or provider.send(chunk, request)
+    record_sent(store, run_key, ref)
+    if found is not None:
+        logger.info(
+            "re-attaching to command %s found in the provider's history for %d instance(s): "
+            "sent before, never recorded (%s %s)",
+            ref.command_id,
+            len(ref.instance_ids),
+            step,
+            label,
+        )
+    else:
+        logger.info(
+            "%s %s: sent command %s to %d instance(s)",
+            step,
+            label,
+            ref.command_id,
+            len(ref.instance_ids),
+        )
+    return ref
+
+
+def record_sent(store: Store, run_key: str, ref: CommandRef) -> None:
+    """Record a command sent for a chunk, so a resumed run re-attaches to it at once."""
     try:
         store.record_command(run_key, ref)
     except Exception as exc:
-        # The command is out and running: failing this task would report its instances as
-        # never sent (and a retry would send again). Go on collecting; only a crash before
-        # the run ends could now send this chunk a second time.
-        logger.error(
+        # The command is out and running: failing the send would report its instances as
+        # never sent. Go on collecting; a resumed run still finds it, from the intent.
+        get_run_logger().error(
             "command %s was sent but could not be recorded for re-attaching: %s",
             ref.command_id,
             exc,
         )
-    logger.info(
-        "%s %s: sent command %s to %d instance(s)",
-        step,
-        label,
-        ref.command_id,
-        len(ref.instance_ids),
-    )
-    return ref
 
 
 @task(name="collect-results", task_run_name="collect-{label} ({step})", **TRANSIENT_RETRIES)

@@ -27,6 +27,7 @@ from flows.common.reporting import ArtifactBoard, artifact_key, publish_link, wr
 from flows.common.settings import get_settings
 from flows.store import Store
 from providers.base import (
+    REQUEST_COMMENT_ROOM,
     BatchResult,
     BatchStatus,
     Interpreter,
@@ -36,8 +37,15 @@ from providers.base import (
     Target,
 )
 
-# SSM's limit on a command's Comment.
-COMMENT_LIMIT = 100
+
+def fit_parts(parts: Sequence[str], limit: int) -> str:
+    """``parts`` joined by spaces in at most ``limit`` characters, the longest part cut by one
+    character at a time until they fit."""
+    kept = list(parts)
+    while kept and len(" ".join(kept)) > limit:
+        longest = max(range(len(kept)), key=lambda i: len(kept[i]))
+        kept[longest] = kept[longest][:-1]
+    return " ".join(p for p in kept if p)
 
 
 @dataclass(frozen=True)
@@ -128,10 +136,12 @@ class WorkflowRun:
     # -- commands ---------------------------------------------------------------------------
 
     def comment(self, step: str | None = None) -> str:
-        """SSM's ``Comment`` for a command of ``step``: change, workflow, step and flow run, so
-        a person reading SSM's command history knows what sent it."""
-        parts = [self.change or "adhoc", self.workflow, step, self.run_name]
-        return " ".join(p for p in parts if p)[:COMMENT_LIMIT]
+        """The comment of a command of ``step``: change, workflow, step and flow run, so a
+        person reading SSM's command history knows what sent it. It fits in the room a
+        provider's chunk marker leaves (``REQUEST_COMMENT_ROOM``): the longest part is
+        shortened until it does, so every part keeps its start."""
+        parts = [p for p in (self.change or "adhoc", self.workflow, step, self.run_name) if p]
+        return fit_parts(parts, REQUEST_COMMENT_ROOM)
 
     def request(
         self,

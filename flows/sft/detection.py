@@ -234,8 +234,13 @@ class SftActionOutcome(StrEnum):
 
 # What a person does about each reason the install and reset scripts can give.
 _REASON_ADVICE = {
-    "missing_enrollment_token": "no enrollment token was given; save one in the Prefect Secret "
-    "block (or set SFT_ENROLLMENT_TOKEN) and run again",
+    "missing_enrollment_token": "the script was told no place to read the enrollment token "
+    "from, or the token there is empty; save the token again (its Prefect Secret block, or "
+    "the Parameter Store parameter) and run through the flow",
+    "token_unreadable": "the instance could not read the enrollment token where the flow put "
+    "it: its instance profile needs ssm:GetParameter on the parameter and kms:Decrypt on its "
+    "key (SECURITY.md)",
+    "no_aws_cli": "the instance has no AWS CLI to read the enrollment token with; install it",
     "invalid_enrollment_token": "the enrollment token contains spaces or line breaks; copy it "
     "again from the ASA project's Enrollment tab",
     "invalid_parameter": "a repository or key URL is not a plain https:// URL; fix the parameter",

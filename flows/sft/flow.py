@@ -5,11 +5,13 @@ The runbook, in the order the flow follows it:
 
 1. Validate: the action (detect, install, reset, auto), the instances (a list, or a stored
    change), and a cap on how many, since this flow changes servers one ticket at a time.
-2. Token: install, reset and auto need the ASA enrollment token, from a Prefect Secret block
-   or ``SFT_ENROLLMENT_TOKEN``. Without one they refuse before any command is sent. ``auto``
+2. Token: install, reset and auto need the ASA enrollment token: a Parameter Store or Secrets
+   Manager name the operator keeps it under, else a designated Prefect Secret block or
+   ``SFT_ENROLLMENT_TOKEN``. Without one they refuse before any command is sent. ``auto``
    is refused up front too, even if every instance might turn out healthy: an operator learns
    at once that the run cannot repair anything, rather than after a detection round. To only
-   look, use ``detect``, which never loads the token.
+   look, use ``detect``, which never loads the token. The token never travels in a script:
+   the instances read it where the flow says (:mod:`flows.sft.token`).
 3. Detect: ``sft_detect.sh`` / ``sft_detect.ps1`` on every instance.
 4. Act: ``auto`` installs where the agent is missing and resets where it is stopped or not
    enrolled; the rule is :attr:`flows.sft.detection.SftState.needs`, which judges enrollment
@@ -47,7 +49,7 @@ from flows.sft.parameters import (
 from flows.sft.report import outcome_rows, summary_markdown
 from flows.sft.result import SftFixerResult, SftInstanceOutcome, SftVerdict
 from flows.sft.steps import SftScript, SftSteps, action_of, detection_of
-from flows.sft.token import load_enrollment_token
+from flows.sft.token import enrollment_token
 from flows.store import Store
 from providers.base import ScriptResult, Target
 
@@ -70,21 +72,30 @@ def act(
     decisions: Mapping[str, Decision],
     timeout_seconds: int,
 ) -> dict[str, SftActionResult]:
-    """Install where install was decided, reset where reset was; what each script said."""
+    """Install where install was decided, reset where reset was; what each script said. The
+    enrollment token is where those scripts read it for this step only."""
+    chosen = {
+        action: [t for t in targets if decisions[t.instance_id] is action]
+        for action in (SftAction.INSTALL, SftAction.RESET)
+    }
+    acting = [t for group in chosen.values() for t in group]
+    if not acting:
+        return {}
     acted: dict[str, SftActionResult] = {}
-    for action in (SftAction.INSTALL, SftAction.RESET):
-        chosen = [t for t in targets if decisions[t.instance_id] is action]
-        if not chosen:
-            continue
-        get_run_logger().info("%s on %d instance(s)", action.value, len(chosen))
-        done = steps.run_step(
-            action.value,
-            SftScript(action.value),
-            chosen,
-            timeout_seconds=timeout_seconds,
-            parse=action_of,
-        )
-        acted.update({i: parse_sft_action_result(r.stdout) for i, r in done.items()})
+    with steps.token_for(acting) as token_parameters:
+        for action, group in chosen.items():
+            if not group:
+                continue
+            get_run_logger().info("%s on %d instance(s)", action.value, len(group))
+            done = steps.run_step(
+                action.value,
+                SftScript(action.value),
+                group,
+                timeout_seconds=timeout_seconds,
+                parse=action_of,
+                params=token_parameters,
+            )
+            acted.update({i: parse_sft_action_result(r.stdout) for i, r in done.items()})
     return acted
 
 
@@ -204,8 +215,11 @@ def sft_fixer(
             nothing), install, reset, or auto (detect, then install where the agent is missing
             and reset where it is stopped or not enrolled).
         provider: provider block slug, block name, or ``aws``/``local``.
-        token_block: the Prefect Secret block holding the ASA enrollment token; when it is not
-            saved, the ``SFT_ENROLLMENT_TOKEN`` variable is used.
+        token_block: the Prefect Secret block holding the ASA enrollment token, one of those
+            designated in ``CLOUDOPS_SFT_TOKEN_BLOCKS`` (any other is refused unread); when it
+            is not saved, the ``SFT_ENROLLMENT_TOKEN`` variable is used. Unused when the
+            operator keeps the token in Parameter Store (``CLOUDOPS_SFT_TOKEN_PARAMETER``) or
+            Secrets Manager (``CLOUDOPS_SFT_TOKEN_SECRET_ID``).
         max_instances: refuse more instances than this (raise it on purpose for a bigger run).
         verify_attempts: detections after acting before a not yet healthy agent is failed.
         verify_delay_seconds: wait between verifying detections, while the agent enrolls.
@@ -220,8 +234,8 @@ def sft_fixer(
     targets, change = resolve_instances(instances, chosen, store)
     check_instance_cap(targets, max_instances)
 
-    # 2. Token: loaded only when a script will carry it
-    token = load_enrollment_token(token_block) if action.needs_token else None
+    # 2. Token: where install and reset will read it, checked before anything is sent
+    token = enrollment_token(token_block, chosen) if action.needs_token else None
     run = WorkflowRun.begin(WORKFLOW, chosen, store, change)
     steps = SftSteps(run, token)
     get_run_logger().info(

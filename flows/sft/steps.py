@@ -4,7 +4,8 @@ through the engine; results redacted and recorded as one step of the run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,7 +21,7 @@ from flows.sft.detection import (
     parse_sft_action_result,
     parse_sft_detection,
 )
-from flows.sft.token import TOKEN_VARIABLE, redact
+from flows.sft.token import EnrollmentToken, redact, token_handed_over
 from providers.base import Platform, ScriptResult, Target
 
 
@@ -62,11 +63,24 @@ def action_of(result: ScriptResult, _target: Target) -> SftActionResult:
 
 @dataclass(frozen=True)
 class SftSteps:
-    """Runs SFT scripts for one flow run; the token (when one was loaded) goes into the
-    install and reset scripts only, and out of every result."""
+    """Runs SFT scripts for one flow run. The install and reset scripts are told where to read
+    the enrollment token (``token``, when one is needed); every result is redacted of the token
+    the flow holds, should an instance print it."""
 
     run: WorkflowRun
-    token: str | None
+    token: EnrollmentToken | None
+
+    @contextmanager
+    def token_for(self, targets: Sequence[Target]) -> Iterator[dict[str, str]]:
+        """The script parameters that say where ``targets`` read the token, while it is there
+        (see :func:`flows.sft.token.token_handed_over`)."""
+        if self.token is None:
+            raise ValueError("install and reset need the enrollment token; none was loaded")
+        places = {(t.account_id, t.region) for t in targets}
+        with token_handed_over(
+            self.token, self.run.provider, places, self.run.flow_run_id
+        ) as parameters:
+            yield parameters
 
     def run_step(
         self,
@@ -76,8 +90,11 @@ class SftSteps:
         *,
         timeout_seconds: int,
         parse: Parse,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, ScriptResult]:
-        """Results of ``script`` by instance id, recorded as ``step`` with what ``parse`` read."""
+        """Results of ``script`` (given ``params``) by instance id, recorded as ``step`` with
+        what ``parse`` read."""
+        secret = self.token.known_value if self.token is not None else None
         results: list[ScriptResult] = []
         for platform in Platform:
             chosen = [t for t in targets if t.platform is platform]
@@ -85,11 +102,9 @@ class SftSteps:
                 continue
             name = _SCRIPTS[(script, platform)]
             interpreter = interpreter_for(name)
-            carries_token = script is not SftScript.DETECT and self.token
-            params = {TOKEN_VARIABLE: self.token} if carries_token and self.token else {}
             request = self.run.request(
                 step,
-                render_script(load_script(name), params, interpreter),
+                render_script(load_script(name), params or {}, interpreter),
                 timeout_seconds,
                 interpreter=interpreter,
             )
@@ -102,7 +117,7 @@ class SftSteps:
                 # re-attaches to a command already sent under the same key instead of sending.
                 run_key=f"{self.run.flow_run_id}:{self.run.workflow}:{step}",
             )
-            results.extend(redact(r, self.token) for r in batch.results)
+            results.extend(redact(r, secret) for r in batch.results)
         by_id = {t.instance_id: t for t in targets}
         parsed = {
             r.instance_id: parse(r, by_id[r.instance_id]).model_dump(mode="json") for r in results

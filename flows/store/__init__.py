@@ -13,6 +13,7 @@ from flows.store.records import (
     ExecutionRecord,
     RunExecution,
     RunRecord,
+    SendIntent,
 )
 from flows.store.store import Store
 
@@ -23,6 +24,7 @@ __all__ = [
     "ExecutionRecord",
     "RunExecution",
     "RunRecord",
+    "SendIntent",
     "Store",
     "StoreError",
 ]

@@ -103,3 +103,17 @@ class ChangeSummary(BaseModel):
     version: int = Field(description="the latest version number (0: saved before versions)")
     run_count: int
     last_run_at: datetime | None
+
+
+class SendIntent(BaseModel):
+    """A chunk of a run that was about to be sent, and since when: a run resuming looks for
+    its command from ``recorded_at`` on before sending it again."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+    run_key: str
+    chunk_key: str
+    account_id: str
+    region: str
+    instance_ids: list[str]
+    recorded_at: datetime

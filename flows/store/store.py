@@ -1,4 +1,5 @@
-"""The record store the flows write to: changes, workflow runs, executions, sent commands.
+"""The record store the flows write to: changes, workflow runs, executions, sent commands and
+the sends about to happen.
 
 The API takes names, results and ids, never credentials: a provider is recorded by its name,
 so no secret can reach a table through it. Every method is one transaction.
@@ -32,6 +33,7 @@ from flows.store.records import (
     ExecutionRecord,
     RunExecution,
     RunRecord,
+    SendIntent,
 )
 from flows.store.tables import (
     ChangeInstanceRow,
@@ -39,11 +41,12 @@ from flows.store.tables import (
     ChangeVersionRow,
     DecisionRow,
     ExecutionRow,
+    SendIntentRow,
     SentCommandRow,
     StoreTable,
     WorkflowRunRow,
 )
-from providers.base import CommandRef, Platform, ScriptResult, Target
+from providers.base import Chunk, CommandRef, Platform, ScriptResult, Target
 
 RUNNING = "running"
 # Names the store accepts for workflows, steps, providers and statuses: short, lowercase,
@@ -519,6 +522,36 @@ class Store:
                 output_s3_prefix=row.output_s3_prefix,
             )
 
+    def record_send_intent(self, run_key: str, chunk: Chunk) -> SendIntent:
+        """Record that ``chunk`` of a run is about to be sent, before it is.
+
+        Returns the intent: the first one recorded for the chunk when there already was one,
+        since its time is the one a lookup of the command must start from.
+        """
+        _check("run key", run_key)
+        with self._transaction() as session:
+            _insert_once(
+                session,
+                SendIntentRow(
+                    run_key=run_key,
+                    chunk_key=chunk.key,
+                    account_id=chunk.account_id,
+                    region=chunk.region,
+                    instance_ids=list(chunk.instance_ids),
+                    recorded_at=datetime.now(UTC),
+                ),
+            )
+            row = _intent_row(session, run_key, chunk.key)
+            assert row is not None  # inserted above, or by whoever won the race
+            return SendIntent.model_validate(row)
+
+    def find_send_intent(self, run_key: str, chunk_key: str) -> SendIntent | None:
+        """The intent recorded before sending this chunk of this run, if any: its command may
+        have gone out even though ``find_command`` knows none."""
+        with self._session() as session:
+            row = _intent_row(session, run_key, chunk_key)
+            return None if row is None else SendIntent.model_validate(row)
+
     # Plumbing
 
     @property
@@ -574,6 +607,14 @@ def _version_record(row: ChangeVersionRow) -> ChangeVersionRecord:
         saved_at=row.saved_at,
         targets=[Target.model_validate(instance) for instance in row.instances],
     )
+
+
+def _intent_row(session: Session, run_key: str, chunk_key: str) -> SendIntentRow | None:
+    return session.exec(
+        select(SendIntentRow)
+        .where(SendIntentRow.run_key == run_key)
+        .where(SendIntentRow.chunk_key == chunk_key)
+    ).first()
 
 
 def _same_change(change_number: str | None) -> ColumnElement[bool]:

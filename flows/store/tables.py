@@ -164,6 +164,26 @@ class SentCommandRow(StoreTable, table=True):
     output_s3_prefix: str | None = Field(default=None, sa_type=String(1024), nullable=True)
 
 
+class SendIntentRow(StoreTable, table=True):
+    """A chunk of a run about to be sent, recorded before its ``SendCommand`` (revision 0004).
+
+    A run that died between sending and recording the command (``SentCommandRow``) finds its
+    intent when it resumes, and looks the command up in the provider's history from
+    ``recorded_at`` on before it sends anything again.
+    """
+
+    __tablename__ = "send_intent"
+    __table_args__ = (UniqueConstraint("run_key", "chunk_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_key: str = Field(sa_type=String(200))
+    chunk_key: str = Field(sa_type=String(64))
+    account_id: str = Field(sa_type=String(12))
+    region: str = Field(sa_type=String(32))
+    instance_ids: list[str] = Field(sa_type=JSON)
+    recorded_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
 class DecisionRow(StoreTable, table=True):
     """A decision a person took during a run: an approval, a halt decision (revision 0003)."""
 

@@ -18,10 +18,24 @@ ServiceName = Literal["ssm", "sts", "ec2", "s3", "organizations"]
 _USER_AGENT_EXTRA = "cloudops-flows"
 
 
-def client_config(config: AwsProviderConfig, region: str) -> Config:
+def client_config(
+    config: AwsProviderConfig, region: str, *, single_attempt: bool = False
+) -> Config:
     """botocore settings for every client: adaptive retry mode, so throttling slows the client
     down instead of failing it; ``config.max_attempts`` is the number of retries after the
-    first attempt (botocore's meaning of ``max_attempts``)."""
+    first attempt (botocore's meaning of ``max_attempts``).
+
+    ``single_attempt``: botocore never repeats a request. For a call that creates something
+    (``SendCommand``): botocore retries a connection fault like any other, and when the fault
+    lost the answer rather than the request, its retry creates the thing twice. The caller
+    repeats such a call itself, only when it knows that is safe.
+    """
+    if single_attempt:
+        return Config(
+            region_name=region,
+            retries={"mode": "adaptive", "total_max_attempts": 1},
+            user_agent_extra=_USER_AGENT_EXTRA,
+        )
     return Config(
         region_name=region,
         retries={"mode": "adaptive", "max_attempts": config.max_attempts},
@@ -45,13 +59,18 @@ def endpoint_for(service: ServiceName, region: str, config: AwsProviderConfig) -
 
 
 def make_client(
-    session: boto3.session.Session, service: ServiceName, region: str, config: AwsProviderConfig
+    session: boto3.session.Session,
+    service: ServiceName,
+    region: str,
+    config: AwsProviderConfig,
+    *,
+    single_attempt: bool = False,
 ) -> BaseClient:
     """A boto3 client for ``service`` in ``region`` from ``session`` (one acting with resolved
-    credentials), with retries and endpoint set."""
+    credentials), with retries and endpoint set (see ``client_config``)."""
     return session.client(
         service,
         region_name=region,
         endpoint_url=endpoint_for(service, region, config),
-        config=client_config(config, region),
+        config=client_config(config, region, single_attempt=single_attempt),
     )

@@ -28,6 +28,11 @@ class AwsProviderConfig(BaseModel):
     default_regions: tuple[str, ...] = ()
     output_s3_bucket: str | None = None
     output_s3_prefix: str = "cloudops-flows"
+    secret_kms_key_id: str | None = Field(
+        default=None,
+        description="KMS key of the SecureString parameters a run creates for its scripts' "
+        "secrets; None: the account's alias/aws/ssm",
+    )
     poll: PollSchedule = Field(default_factory=PollSchedule)
     endpoint_url: str | None = Field(
         default=None, description="one endpoint for every service: a VPC endpoint or a test server"

@@ -7,18 +7,24 @@ the resolver gives for that pair (the caller's own, or an assumed role). Failure
 raised so that whoever runs the step (``providers.engine``, a Prefect task) tries it again;
 permanent ones become ``error`` results for the targets they concern, never for their
 neighbours. A throttled call is also ``safe_to_repeat`` (AWS refused it, it did nothing); a
-connection fault is not, since the call may have arrived, so a send is never repeated after
-one.
+connection fault is not, since the call may have arrived, so a send is repeated after one only
+once ``find_sent`` found no command of that chunk in SSM's history.
+
+``SendCommand`` goes through a client botocore never retries (``single_attempt``): botocore
+would retry a connection fault that lost the answer and run the script twice. This provider
+retries a throttled send itself, which is safe: AWS refused it before doing anything.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 import boto3
@@ -26,12 +32,14 @@ import botocore.loaders
 import botocore.session
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import SecretStr
 
 from providers.aws import discovery, precheck
 from providers.aws.clients import ServiceName, make_client
 from providers.aws.config import AwsProviderConfig
 from providers.aws.credentials import CredentialResolver, ResolvedCredentials
 from providers.aws.errors import (
+    THROTTLING_CODES,
     TRANSIENT_CODES,
     AwsError,
     error_code,
@@ -45,11 +53,13 @@ from providers.aws.precheck import (
     describe_managed_instances,
     validate_targets,
 )
+from providers.aws.secrets import delete_parameter, parameter_name, put_secure_parameter
 from providers.aws.settings import LegacyCredentials
 from providers.aws.ssm import (
     cancel_invocations,
     chunk_targets,
     expired_results,
+    find_sent_command,
     poll_invocations,
     send_command_chunk,
 )
@@ -67,6 +77,8 @@ from providers.base import (
     ResultStatus,
     ScriptRequest,
     ScriptResult,
+    SecretHandle,
+    SecretStore,
     Target,
 )
 from providers.partitions import Environment, environment_of_region, partition_for
@@ -84,6 +96,13 @@ T = TypeVar("T")
 # a run over many (account, region) pairs does not pay that once per pair.
 _SHARED_LOADER = botocore.loaders.create_loader()
 _CLIENT_BUILD_LOCK = threading.Lock()
+
+# SSM's history may not list a command the very moment it was accepted: a lookup for one whose
+# send may have gone out waits until this long after that send began.
+SEND_LOOKUP_SETTLE = timedelta(seconds=5)
+# Waits between attempts of a throttled SendCommand: full jitter up to a growing ceiling.
+_THROTTLED_SEND_BASE_SECONDS = 0.25
+_THROTTLED_SEND_MAX_SECONDS = 20.0
 
 
 def _session_for(credentials: ResolvedCredentials, region: str) -> boto3.session.Session:
@@ -108,14 +127,21 @@ class _Clients:
         self.region = region
         self.account_id = account_id
 
-    def _get(self, service: ServiceName) -> BaseClient:
-        return self._provider._client(service, self.region, self.account_id)
+    def _get(self, service: ServiceName, *, single_attempt: bool = False) -> BaseClient:
+        return self._provider._client(
+            service, self.region, self.account_id, single_attempt=single_attempt
+        )
 
     # The cache holds clients of several services; each is built for the service its
     # property names, which is what the casts state.
     @property
     def ssm(self) -> SSMClient:
         return cast("SSMClient", self._get("ssm"))
+
+    @property
+    def ssm_send(self) -> SSMClient:
+        """An SSM client botocore never retries: for ``SendCommand`` only."""
+        return cast("SSMClient", self._get("ssm", single_attempt=True))
 
     @property
     def s3(self) -> S3Client:
@@ -148,7 +174,7 @@ class AwsProvider(Provider):
     ):
         self.config = config or AwsProviderConfig()
         self.resolver = resolver or CredentialResolver(self.config, legacy=legacy)
-        self._clients: dict[tuple[str, str, str | None, datetime | None], BaseClient] = {}
+        self._clients: dict[tuple[str, str, str | None, datetime | None, bool], BaseClient] = {}
         self._lock = threading.Lock()
 
     @property
@@ -162,16 +188,27 @@ class AwsProvider(Provider):
 
     # -- clients and errors ---------------------------------------------------------------
 
-    def _client(self, service: ServiceName, region: str, account_id: str | None) -> BaseClient:
+    def _client(
+        self,
+        service: ServiceName,
+        region: str,
+        account_id: str | None,
+        *,
+        single_attempt: bool = False,
+    ) -> BaseClient:
         credentials = self.resolver.credentials_for(region, account_id)
         # Keyed by expiry as well, so a refreshed role session gets a fresh client.
-        key = (service, region, account_id, credentials.expiry)
+        key = (service, region, account_id, credentials.expiry, single_attempt)
         with self._lock:
             client = self._clients.get(key)
         if client is None:
             with _CLIENT_BUILD_LOCK:
                 client = make_client(
-                    _session_for(credentials, region), service, region, self.config
+                    _session_for(credentials, region),
+                    service,
+                    region,
+                    self.config,
+                    single_attempt=single_attempt,
                 )
             with self._lock:
                 client = self._clients.setdefault(key, client)
@@ -343,18 +380,45 @@ class AwsProvider(Provider):
         )
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
-        """Send one chunk as one ``SendCommand``."""
+        """Send one chunk as one ``SendCommand``, tried again here while AWS throttles it (at
+        most ``max_attempts`` more times, with jittered backoff); any other failure is raised
+        at once, a connection fault included (the command may have gone out)."""
+        what = f"SendCommand to {len(chunk.targets)} instance(s)"
+        attempt = 0
+        while True:
+            try:
+                return self._call(
+                    chunk.region,
+                    chunk.account_id,
+                    what,
+                    lambda c: send_command_chunk(
+                        c.ssm_send,
+                        chunk,
+                        request,
+                        output_s3_bucket=self.config.output_s3_bucket,
+                        output_s3_prefix=self.config.output_s3_prefix,
+                        grace_seconds=self.config.poll.grace_seconds,
+                    ),
+                )
+            except AwsError as exc:
+                if exc.code not in THROTTLING_CODES or attempt >= self.config.max_attempts:
+                    raise
+            ceiling = _THROTTLED_SEND_BASE_SECONDS * 2**attempt
+            time.sleep(random.uniform(0, min(_THROTTLED_SEND_MAX_SECONDS, ceiling)))
+            attempt += 1
+
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        """The chunk's command in SSM's history since ``since`` (``ListCommands``, matched on
+        the chunk marker its comment ends with and its instances), or None."""
+        settle = (since + SEND_LOOKUP_SETTLE - datetime.now(UTC)).total_seconds()
+        if settle > 0:
+            time.sleep(settle)
         return self._call(
             chunk.region,
             chunk.account_id,
-            f"SendCommand to {len(chunk.targets)} instance(s)",
-            lambda c: send_command_chunk(
-                c.ssm,
-                chunk,
-                request,
-                output_s3_bucket=self.config.output_s3_bucket,
-                output_s3_prefix=self.config.output_s3_prefix,
-                grace_seconds=self.config.poll.grace_seconds,
+            f"ListCommands (looking for the command of chunk {chunk.key})",
+            lambda c: find_sent_command(
+                c.ssm, chunk, request, since, grace_seconds=self.config.poll.grace_seconds
             ),
         )
 
@@ -367,6 +431,72 @@ class AwsProvider(Provider):
             f"ListCommandInvocations of command {ref.command_id}",
             lambda c: poll_invocations(c.ssm, ref, finished, s3=lambda: c.s3),
         )
+
+    # -- secrets a script reads at run time ------------------------------------------------
+
+    @property
+    def secret_stores(self) -> frozenset[SecretStore]:
+        """Parameter Store and Secrets Manager: the instance reads them with the AWS CLI."""
+        return frozenset({SecretStore.PARAMETER_STORE, SecretStore.SECRETS_MANAGER})
+
+    def stage_secret(
+        self, name: str, value: SecretStr, places: Collection[tuple[str, str]]
+    ) -> SecretHandle:
+        """A ``SecureString`` parameter ``/cloudops-flows/<name>`` holding ``value`` in each
+        (account, region) of ``places``, made as the caller there (the member role in other
+        accounts). If one cannot be made, those already made are deleted and the failure is
+        raised (its message never holds the value)."""
+        parameter = parameter_name(name)
+        created: list[tuple[str, str]] = []
+        failure: str | None = None
+        for account_id, region in sorted(set(places)):
+            try:
+                self._call(
+                    region,
+                    account_id,
+                    f"PutParameter {parameter}",
+                    lambda c: put_secure_parameter(
+                        c.ssm, parameter, value, self.config.secret_kms_key_id
+                    ),
+                )
+            except AwsError as exc:
+                # Whatever AWS said about the request, the value is not repeated.
+                failure = str(exc).replace(value.get_secret_value(), "***")
+                break
+            created.append((account_id, region))
+        handle = SecretHandle(
+            store=SecretStore.PARAMETER_STORE, name=parameter, created_in=tuple(created)
+        )
+        if failure is not None:
+            try:
+                self.discard_secret(handle)
+            except AwsError as cleanup:
+                failure = f"{failure}; and then {cleanup}"
+            raise AwsError(
+                f"the secret could not be put where the scripts read it: {failure}. Nothing "
+                "was sent that needs it"
+            )
+        return handle
+
+    def discard_secret(self, handle: SecretHandle) -> None:
+        """Delete the parameter from every (account, region) ``stage_secret`` made it in."""
+        problems: list[str] = []
+        for account_id, region in handle.created_in:
+            try:
+                self._call(
+                    region,
+                    account_id,
+                    f"DeleteParameter {handle.name}",
+                    lambda c: delete_parameter(c.ssm, handle.name),
+                )
+            except AwsError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise AwsError(
+                f"the secret parameter {handle.name} could not be deleted everywhere "
+                f"({'; '.join(problems)}): delete it by hand with aws ssm delete-parameter "
+                f"--name {handle.name} in each of those accounts and regions"
+            )
 
     def expire(self, ref: CommandRef, pending: Sequence[str]) -> list[ScriptResult]:
         """Cancel what is still running past the deadline; ``timed_out`` results for it."""

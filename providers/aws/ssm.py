@@ -44,6 +44,7 @@ SHELL_DOCUMENT = "AWS-RunShellScript"
 POWERSHELL_DOCUMENT = "AWS-RunPowerShellScript"
 
 MAX_INSTANCES_PER_COMMAND = 50  # SendCommand's own limit on InstanceIds
+COMMENT_LIMIT = 100  # SendCommand's own limit on Comment
 PAGE_SIZE = 50  # ListCommandInvocations' largest MaxResults
 LIST_OUTPUT_CAP = 2_500  # plugin Output in ListCommandInvocations
 STDOUT_CAP = 24_000  # GetCommandInvocation StandardOutputContent
@@ -53,6 +54,10 @@ ERROR_MARKER = "----------ERROR-------"
 # SSM may not list an unknown command for a short while after SendCommand; past this age an
 # InvalidCommandId is believed.
 _COMMAND_VISIBILITY_GRACE = timedelta(minutes=5)
+
+# The worker's clock and AWS's may disagree: a lookup of commands sent since a moment on the
+# worker's clock looks this much further back (the chunk marker keeps it to the right one).
+_CLOCK_SKEW = timedelta(minutes=5)
 
 _STILL_RUNNING = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 _MARKER_LINE = re.compile(r"\n?^" + re.escape(ERROR_MARKER) + r"$\n?", re.MULTILINE)
@@ -118,8 +123,7 @@ def send_command_chunk(
         },
         "TimeoutSeconds": request.delivery_timeout_seconds,
     }
-    if request.comment:
-        params["Comment"] = request.comment
+    params["Comment"] = command_comment(request.comment, chunk.key)
     if request.max_concurrency:
         params["MaxConcurrency"] = request.max_concurrency
     if request.max_errors:
@@ -130,10 +134,85 @@ def send_command_chunk(
         if prefix:
             params["OutputS3KeyPrefix"] = prefix
     command = ssm.send_command(**params)["Command"]
-    sent_at = datetime.now(UTC)
+    return _command_ref(
+        command["CommandId"],
+        chunk,
+        request,
+        sent_at=datetime.now(UTC),
+        output_s3_bucket=output_s3_bucket,
+        output_s3_prefix=prefix,
+        grace_seconds=grace_seconds,
+    )
+
+
+def chunk_marker(chunk_key: str) -> str:
+    """What ends the ``Comment`` of the command of a chunk: ``#<chunk key>``."""
+    return f"#{chunk_key}"
+
+
+def command_comment(comment: str, chunk_key: str) -> str:
+    """SSM's ``Comment`` for a chunk's command: the request's comment (change, workflow,
+    step, flow run), cut to fit, then the chunk's marker, so that a run which never learnt
+    of its command (:func:`find_sent_command`) can still find it in SSM's history."""
+    marker = chunk_marker(chunk_key)
+    text = comment[: COMMENT_LIMIT - len(marker) - 1].rstrip()
+    return f"{text} {marker}" if text else marker
+
+
+def find_sent_command(
+    ssm: SSMClient,
+    chunk: Chunk,
+    request: ScriptRequest,
+    since: datetime,
+    *,
+    grace_seconds: float,
+) -> CommandRef | None:
+    """The command sent for ``chunk`` of ``request`` since ``since``, from SSM's history
+    (``ListCommands`` of the request's document in that window, paged), or None.
+
+    A command is the chunk's when its comment ends with the chunk's marker and it went to
+    exactly the chunk's instances.
+    """
+    after = (since - _CLOCK_SKEW).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    marker = chunk_marker(chunk.key)
+    wanted = sorted(chunk.instance_ids)
+    pages = ssm.get_paginator("list_commands").paginate(
+        Filters=[
+            {"key": "InvokedAfter", "value": after},
+            {"key": "DocumentName", "value": document_for(request.interpreter)},
+        ],
+        PaginationConfig={"PageSize": PAGE_SIZE},
+    )
+    for page in pages:
+        for command in page.get("Commands", []):
+            if (command.get("Comment") or "").endswith(marker) and sorted(
+                command.get("InstanceIds", [])
+            ) == wanted:
+                return _command_ref(
+                    command["CommandId"],
+                    chunk,
+                    request,
+                    sent_at=command.get("RequestedDateTime") or datetime.now(UTC),
+                    output_s3_bucket=command.get("OutputS3BucketName") or None,
+                    output_s3_prefix=command.get("OutputS3KeyPrefix") or None,
+                    grace_seconds=grace_seconds,
+                )
+    return None
+
+
+def _command_ref(
+    command_id: str,
+    chunk: Chunk,
+    request: ScriptRequest,
+    *,
+    sent_at: datetime,
+    output_s3_bucket: str | None,
+    output_s3_prefix: str | None,
+    grace_seconds: float,
+) -> CommandRef:
     budget = request.timeout_seconds + request.delivery_timeout_seconds + grace_seconds
     return CommandRef(
-        command_id=command["CommandId"],
+        command_id=command_id,
         chunk_key=chunk.key,
         account_id=chunk.account_id,
         region=chunk.region,
@@ -141,7 +220,7 @@ def send_command_chunk(
         sent_at=sent_at,
         deadline=sent_at + timedelta(seconds=budget),
         output_s3_bucket=output_s3_bucket,
-        output_s3_prefix=prefix,
+        output_s3_prefix=output_s3_prefix,
         delivery_timeout_seconds=request.delivery_timeout_seconds,
     )
 
@@ -261,7 +340,9 @@ def poll_invocations(
     """One poll round of ``ref``: results of instances that became final, and the rest.
 
     ``finished`` are instance ids already reported; they are skipped. ``s3`` builds an S3
-    client, called only when a full output has to be read from the output bucket.
+    client, called only when a full output has to be read from the output bucket. An
+    invocation whose result cannot be read is that instance's ``error`` result: it never
+    fails the poll of its neighbours.
     """
     done = set(finished)
     try:
@@ -283,12 +364,33 @@ def poll_invocations(
         if invocation is None or not is_final(invocation):
             pending.append(instance_id)
             continue
-        output = final_output(ssm, ref, invocation, s3)
-        if output is None:
+        try:
+            output = final_output(ssm, ref, invocation, s3)
+            result = None if output is None else result_of(ref, invocation, output)
+        except Exception as exc:
+            if is_transient_fault(exc):
+                pending.append(instance_id)  # looked at again next round
+                continue
+            result = unreadable_result(ref, instance_id, invocation, exc)
+        if result is None:
             pending.append(instance_id)
-            continue
-        results.append(result_of(ref, invocation, output))
+        else:
+            results.append(result)
     return CommandProgress(ref=ref, results=results, pending=pending)
+
+
+def unreadable_result(
+    ref: CommandRef, instance_id: str, invocation: CommandInvocationTypeDef, exc: Exception
+) -> ScriptResult:
+    """The ``error`` result of one final invocation whose result could not be read."""
+    detail = invocation.get("StatusDetails") or invocation.get("Status") or "final"
+    return ScriptResult.without_running(
+        Target(instance_id=instance_id, account_id=ref.account_id, region=ref.region),
+        ResultStatus.ERROR,
+        f"SSM reports {detail} for command {ref.command_id} on {instance_id}, but its result "
+        f"could not be read ({type(exc).__name__}: {exc}); see the command in the SSM console",
+        command_id=ref.command_id,
+    )
 
 
 def _plugin(invocation: CommandInvocationTypeDef) -> CommandPluginTypeDef:
@@ -303,23 +405,31 @@ def final_output(
     s3: Callable[[], S3Client] | None,
 ) -> CommandOutput | None:
     """The output of a final invocation, fetched at most once; None when a fetch must wait
-    for the next round (throttled past botocore's retries, or not visible yet)."""
+    for the next round (throttled past botocore's retries, or not visible yet).
+
+    The listing's 2,500 characters are enough when the output was shorter. Past that, the
+    output bucket (when there is one) gives the whole output; whatever S3 will not give
+    (refused, failing, or a stdout the agent did not upload) comes from
+    ``GetCommandInvocation`` (24,000/8,000 characters). The listing's cut text is the last
+    resort, for an instance whose output neither would give, and says so.
+    """
     plugin = _plugin(invocation)
     listed = plugin.get("Output") or ""
     if len(listed) < LIST_OUTPUT_CAP:
         return split_plugin_output(listed)
     instance_id = invocation["InstanceId"]
+    cut = split_plugin_output(listed)
     try:
         if ref.output_s3_bucket and s3 is not None:
-            plugin_name = plugin.get("Name", "")
-            from_s3 = _read_s3_output(s3(), ref.output_s3_bucket, ref, instance_id, plugin_name)
+            from_s3 = _output_from_s3(
+                ssm, s3(), ref.output_s3_bucket, ref, instance_id, plugin.get("Name", ""), cut
+            )
             if from_s3 is not None:
                 return from_s3
         return _get_command_invocation(ssm, ref.command_id, instance_id)
     except (ClientError, BotoCoreError) as exc:
         if is_transient_fault(exc) or error_code(exc) == "InvocationDoesNotExist":
             return None
-        cut = split_plugin_output(listed)
         return CommandOutput(
             stdout=cut.stdout,
             stderr=cut.stderr,
@@ -344,22 +454,49 @@ def _get_command_invocation(ssm: SSMClient, command_id: str, instance_id: str) -
     )
 
 
-def _read_s3_output(
-    s3: S3Client, bucket: str, ref: CommandRef, instance_id: str, plugin: str
+def _output_from_s3(
+    ssm: SSMClient,
+    s3: S3Client,
+    bucket: str,
+    ref: CommandRef,
+    instance_id: str,
+    plugin: str,
+    listed: CommandOutput,
 ) -> CommandOutput | None:
-    """The full output SSM wrote to ``bucket``; None when stdout is not there (the instance
-    profile may lack write access), so the caller falls back to GetCommandInvocation."""
+    """The full output SSM wrote to the output bucket; None when S3 has no stdout to give
+    (not uploaded: the instance profile may lack write access; or refused), so that the
+    caller reads ``GetCommandInvocation`` instead.
+
+    The agent uploads a stream only when the script wrote to it. So a stderr object S3 says
+    does not exist is empty output; one S3 refuses (403, which is what S3 answers for an
+    absent key to a caller without ``s3:ListBucket``) or fails to give is asked of
+    ``GetCommandInvocation``, which knows whether there was any.
+    """
     stdout_key, stderr_key = s3_output_keys(
         ref.output_s3_prefix, ref.command_id, instance_id, plugin or "aws:runShellScript"
     )
-    stdout = _read_object(s3, bucket, stdout_key)
+    try:
+        stdout = _read_object(s3, bucket, stdout_key)
+    except (ClientError, BotoCoreError):
+        stdout = None
     if stdout is None:
-        return None
-    # The agent uploads stderr only when the script wrote some.
-    return CommandOutput(stdout=stdout, stderr=_read_object(s3, bucket, stderr_key) or "")
+        if listed.stdout:
+            return None
+        # The listing starts with SSM's stderr marker: the script printed nothing on stdout.
+        stdout = ""
+    try:
+        stderr = _read_object(s3, bucket, stderr_key)
+    except (ClientError, BotoCoreError):
+        fetched = _get_command_invocation(ssm, ref.command_id, instance_id)
+        return CommandOutput(
+            stdout=stdout, stderr=fetched.stderr, stderr_truncated=fetched.stderr_truncated
+        )
+    return CommandOutput(stdout=stdout, stderr=stderr or "")
 
 
 def _read_object(s3: S3Client, bucket: str, key: str) -> str | None:
+    """The text of an object; None when S3 says it does not exist (404). Any other failure
+    (a 403 included) is raised: only the caller knows what absence means there."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as exc:

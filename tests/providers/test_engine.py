@@ -66,14 +66,18 @@ def access_denied() -> ProviderError:
 class FakeCloud(Provider):
     """Sends chunks of two; a sent script succeeds at once and prints its instance id.
 
-    ``fail`` queues exceptions per step and key (``prepare``: the group's region; ``send`` and
-    ``poll``: the chunk's first instance id): each call raises the next one, then succeeds.
+    ``fail`` queues exceptions per step and key (``prepare``: the group's region; ``send``,
+    ``find`` and ``poll``: the chunk's first instance id): each call raises the next one, then
+    succeeds. ``lose`` queues exceptions raised by a send *after* its command was created: the
+    answer is lost, the command is out.
     """
 
     name = "fake"
 
     def __init__(self) -> None:
         self.fail: dict[tuple[str, str], list[BaseException]] = {}
+        self.lose: dict[str, list[BaseException]] = {}
+        self.commands: list[tuple[str, CommandRef]] = []  # (chunk key, command) as created
         self.calls: Counter[tuple[str, str]] = Counter()
         self.sent: Counter[str] = Counter()
         self.prepare_seconds = 0.0
@@ -139,10 +143,8 @@ class FakeCloud(Provider):
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> CommandRef:
         self._step("send", chunk.instance_ids[0])
-        with self._lock:
-            self.sent.update(chunk.instance_ids)
         now = datetime.now(UTC)
-        return CommandRef(
+        ref = CommandRef(
             command_id=f"cmd-{next(self._ids)}",
             chunk_key=chunk.key,
             account_id=chunk.account_id,
@@ -151,6 +153,19 @@ class FakeCloud(Provider):
             sent_at=now,
             deadline=now + timedelta(minutes=5),
         )
+        with self._lock:
+            self.sent.update(chunk.instance_ids)
+            self.commands.append((chunk.key, ref))
+            lost = self.lose.get(chunk.instance_ids[0])
+            if lost:
+                raise lost.pop(0)
+        return ref
+
+    def find_sent(self, chunk: Chunk, request: ScriptRequest, since: datetime) -> CommandRef | None:
+        self._step("find", chunk.instance_ids[0])
+        with self._lock:
+            found = [r for key, r in self.commands if key == chunk.key and r.sent_at >= since]
+        return found[0] if found else None
 
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
         self._step("poll", ref.instance_ids[0])
@@ -322,6 +337,26 @@ def test_a_failed_collect_errors_only_its_command_and_names_it() -> None:
     assert len(run.problems) == 1 and "collect of command" in run.problems[0]
 
 
+class HalfRead(FakeCloud):
+    """A command's first instance is final at the first look; every later look is refused."""
+
+    def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
+        if finished:
+            raise access_denied()
+        first = super().poll(ref, finished).results[0]
+        return CommandProgress(ref=ref, results=[first], pending=ref.instance_ids[1:])
+
+
+def test_a_collect_refused_half_way_keeps_the_results_already_final() -> None:
+    run = Run(HalfRead(), fleet({(A, "us-east-1"): ["i-1", "i-2"]}))
+
+    assert run.by_id["i-1"].status is ResultStatus.SUCCESS and run.by_id["i-1"].stdout == "i-1"
+    lost = run.by_id["i-2"]
+    assert lost.status is ResultStatus.ERROR and lost.command_id
+    assert (lost.error or "").endswith("but its results could not be read: access denied")
+    assert len(run.problems) == 1 and "collect of command" in run.problems[0]
+
+
 class Careless(FakeCloud):
     """Leaves the last target of a group out of its plan, and reports the first one as
     offline while sending it all the same."""
@@ -439,17 +474,43 @@ def test_a_throttled_send_is_sent_again_and_runs_once() -> None:
     assert len(run.slept) >= 2  # waited between the attempts
 
 
-def test_a_send_after_a_connection_fault_is_not_sent_again() -> None:
+def test_a_send_refused_by_a_connection_fault_is_looked_up_then_sent_once() -> None:
     cloud = FakeCloud()
-    cloud.fail[("send", "i-b1")] = [connection_reset()]
+    cloud.fail[("send", "i-b1")] = [connection_reset()]  # the request never arrived
 
     run = Run(cloud, fleet(LAYOUT))
 
-    assert cloud.calls[("send", "i-b1")] == 1
+    assert run.by_id["i-b1"].status is ResultStatus.SUCCESS
+    assert cloud.calls[("send", "i-b1")] == 2 and cloud.calls[("find", "i-b1")] == 1
+    assert cloud.sent["i-b1"] == 1
+    assert run.problems == []
+
+
+def test_a_send_whose_answer_was_lost_is_found_and_not_sent_again() -> None:
+    cloud = FakeCloud()
+    cloud.lose["i-b1"] = [connection_reset()]  # the command went out, its answer did not
+
+    run = Run(cloud, fleet(LAYOUT))
+
+    assert run.by_id["i-b1"].status is ResultStatus.SUCCESS
+    assert cloud.calls[("send", "i-b1")] == 1 and cloud.calls[("find", "i-b1")] == 1
+    assert cloud.sent["i-b1"] == 1
+    [(_, command)] = [(k, r) for k, r in cloud.commands if "i-b1" in r.instance_ids]
+    assert run.by_id["i-b1"].command_id == command.command_id
+
+
+def test_a_send_that_cannot_be_looked_up_is_neither_sent_again_nor_followed() -> None:
+    cloud = FakeCloud()
+    cloud.lose["i-b1"] = [connection_reset()]
+    cloud.fail[("find", "i-b1")] = [access_denied()]
+
+    run = Run(cloud, fleet(LAYOUT))
+
     result = run.by_id["i-b1"]
     assert result.status is ResultStatus.ERROR
-    assert "connection reset by peer" in (result.error or "")
+    assert "looking it up failed: access denied" in (result.error or "")
     assert "may have gone out" in (result.error or "")
+    assert cloud.sent["i-b1"] == 1
     assert run.batch.success_count == 5
 
 

@@ -180,6 +180,21 @@ def test_split_steps_and_poll_from_a_new_provider_instance(provider: LocalProvid
     assert again.results == [] and again.pending == []
 
 
+def test_a_started_script_is_found_by_its_chunk_from_its_own_process(
+    provider: LocalProvider,
+) -> None:
+    request = ScriptRequest(script="echo once", timeout_seconds=30)
+    [chunk] = provider.prepare([LOCALHOST], request).chunks
+    before = datetime.now(UTC)
+    assert provider.find_sent(chunk, request, before) is None
+
+    ref = provider.send(chunk, request)
+
+    assert LocalProvider().find_sent(chunk, request, before) == ref
+    assert provider.find_sent(chunk, request, datetime.now(UTC)) is None  # not since then
+    provider.collect(ref)
+
+
 def test_expire_kills_a_running_script(provider: LocalProvider) -> None:
     request = ScriptRequest(script="echo started; sleep 60", timeout_seconds=600)
     ref = provider.send(provider.prepare([LOCALHOST], request).chunks[0], request)

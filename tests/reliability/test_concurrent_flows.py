@@ -11,6 +11,7 @@ instance or command shows.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _assert_run_is_whole_and_its_own(
         assert execution.stdout.strip() == execution.instance_id
         command = world.command(execution.command_id or "")
         assert execution.instance_id in command.instance_ids
-        assert command.comment == f"{change} run-script {name}"
+        assert re.fullmatch(rf"{change} run-script {name} #[0-9a-f]{{20}}", command.comment)
         commands.add(command.command_id)
     return commands
 

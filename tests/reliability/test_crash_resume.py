@@ -1,5 +1,8 @@
 """A flow run's process killed after its commands went out, then the run retried: it picks up
-the commands it sent instead of sending them again, and ends with complete records.
+the commands it sent instead of sending them again, and ends with complete records. Killed
+after sending every command and recording it; and killed in the window between SSM accepting a
+command and the store recording it, where only the intent recorded before sending and the
+chunk marker in the command's comment let the retry find that command.
 
 This is what happens when a worker's machine dies mid-run. The flow runs as a worker runs it,
 ``python -m prefect.engine`` in its own process with ``PREFECT__FLOW_RUN_ID`` set, against the
@@ -38,7 +41,7 @@ from tests.reliability.flow_processes import (
     tail,
     worker_environment,
 )
-from tests.ssm_emulator import SsmWorld
+from tests.ssm_emulator import EmulatedCommand, SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
 
@@ -186,4 +189,82 @@ def test_a_killed_run_retried_re_attaches_and_sends_nothing_twice(
         commands=f"{chunks} sent once, {len(reattached)} re-attached by the retry",
         first_attempt=f"every command sent and recorded {to_send:.1f} s after the process "
         "started; then SIGKILL",
+    ).show()
+
+
+def run_and_kill_as_ssm_accepts(
+    world: SsmWorld, flow_run_id: UUID, log: Path
+) -> tuple[str, list[str]]:
+    """Run the flow run the worker's way and SIGKILL it the moment SSM accepts its first
+    command, before the answer reaches it; returns that command's id and the instance ids of
+    every command accepted by the time the process was dead."""
+    killed: list[str] = []
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill_on_first_accept(command: EmulatedCommand) -> None:
+        if not killed and process is not None:
+            killed.append(command.command_id)
+            os.killpg(process.pid, signal.SIGKILL)
+
+    world.on_accepted(kill_on_first_accept)
+    process = start_flow_run(flow_run_id, log)
+    try:
+        process.wait(timeout=SEND_WAIT_SECONDS)
+    finally:
+        world.on_accepted(None)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert killed, "no command was accepted before the flow process ended:\n" + tail(log)
+    assert process.returncode == -signal.SIGKILL
+    time.sleep(1.0)  # requests already on the wire when it died are answered by now
+    return killed[0], [i for c in world.commands for i in c.instance_ids]
+
+
+def test_a_run_killed_before_recording_a_sent_command_finds_it_and_sends_nothing_twice(
+    ssm_world: SsmWorld, bridged_aws: str, tmp_path: Path
+):
+    targets = build_fleet(ssm_world, FLEET)
+    ssm_world.command_delay(pending=3.0)
+    flow_run = create_run_script_run(
+        {
+            "script": PRINT_OWN_ID,
+            "targets": [t.model_dump(mode="json") for t in targets],
+            "change_number": CHANGE,
+            "provider": bridged_aws,
+            "timeout_seconds": 60,
+        }
+    )
+    started = time.monotonic()
+
+    unrecorded, sent_before_kill = run_and_kill_as_ssm_accepts(
+        ssm_world, flow_run.id, tmp_path / "first-attempt.log"
+    )
+
+    # SSM ran it; the store never learnt its id, only that its chunk was about to be sent.
+    command = ssm_world.command(unrecorded)
+    chunk_key = command.comment.rsplit("#", 1)[1]
+    with Store.default() as store:
+        assert store.find_command(str(flow_run.id), chunk_key) is None
+        assert store.find_send_intent(str(flow_run.id), chunk_key) is not None
+
+    retry_as_an_operator_would(flow_run.id)
+    wall = time.monotonic() - started
+
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
+    assert len(ssm_world.send_commands_per_instance) == FLEET
+    found = [m for m in _logs_of(flow_run.id) if "found in the provider's history" in m]
+    assert any(unrecorded in m for m in found)
+    sent = {c.command_id: sorted(c.instance_ids) for c in ssm_world.commands}
+    check_every_instance_ran_once(ssm_world, flow_run.id, targets, sent)
+
+    Figures.of(
+        "process killed between SendCommand and recording it, run retried",
+        ssm_world,
+        FLEET,
+        wall,
+        [flow_run.id],
+        commands=f"{len(sent)} sent once each; {len(found)} found in SSM's history by the "
+        f"retry ({len(sent_before_kill)} instance(s) sent to before the process died)",
+        first_attempt="SIGKILL as SSM accepted the first command, before its answer",
     ).show()

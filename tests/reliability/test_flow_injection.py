@@ -6,10 +6,11 @@ not cover.
 A field with a fixed form (change number, kernel, work directory, patcher switches and
 checksum, disk threshold, bundled script name, interpreter, instance id, account, region) is
 refused before any AWS call, with a message naming the field. The one free-text value a flow
-places in a script besides run-script's parameters, the SFT enrollment token, goes through the
-AWS path for real and runs in the emulator's sandbox: it must reach the host byte for byte and
-run nothing. Every hostile value tries to create a marker file (by absolute path under the
-test's directory, or relative to wherever it runs); the test then looks for any such file.
+hands to a script besides run-script's parameters, the SFT enrollment token, goes through the
+AWS path for real (a per-run Parameter Store parameter the instance reads with its AWS CLI)
+and runs in the emulator's sandbox: it must reach the host byte for byte and run nothing.
+Every hostile value tries to create a marker file (by absolute path under the test's
+directory, or relative to wherever it runs); the test then looks for any such file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from flows.linux_patching.post.parameters import PostParameterError
 from flows.linux_patching.prep.parameters import PrepParameterError
 from flows.sft.result import SftVerdict
 from providers.base import ResultStatus, Target
-from tests.flows.sft.test_flow import SftHost
+from tests.flows.sft.hosts import SftHost
 from tests.reliability.fleet import CALLER_ACCOUNT, build_fleet
 from tests.ssm_emulator import SsmWorld
 
@@ -269,6 +270,7 @@ def test_sft_token_with_shell_syntax_reaches_the_host_byte_for_byte_and_runs_not
     index: int,
 ) -> None:
     monkeypatch.delenv("SFT_ENROLLMENT_TOKEN", raising=False)
+    monkeypatch.setenv("CLOUDOPS_SFT_TOKEN_BLOCKS", "injection-sft-token")
     ssm_world.command_delay(pending=0.05)
     token = hostile_tokens(tmp_path / MARKER)[index]
     target = never_enrolling_host.target.model_copy(update={"name": f"sft-01;touch {MARKER}"})

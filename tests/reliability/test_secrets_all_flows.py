@@ -12,11 +12,13 @@ linux-qc-patching-post, sft-fixer) on the SSM emulator with recognisable fake se
 - and the temporary keys STS issued to the flows when they assumed the member account's role.
 
 The test first proves each secret was used (the signature of the requests checked against the
-secret key, the session token and external id seen on the wire, the token in the scripts sent
-and redacted from what came back), then scans: the Prefect server's SQLite database (raw bytes
-of the file and its journal, and every row), Prefect's home (result storage included), the flow
-runs with their parameters, task runs, logs and artifacts through the API, the events the
-flows emitted, our store (raw bytes and every row), the report files, and the flows' return
+secret key, the session token and external id seen on the wire, the enrollment token read by
+the instances from the run's parameter, and redacted from what a leaky host printed back),
+then scans: the commands SSM keeps (``ListCommands``: parameters and comment), the script files
+the agent wrote on the instances, Parameter Store, the Prefect server's SQLite database (raw
+bytes of the file and its journal, and every row), Prefect's home (result storage included),
+the flow runs with their parameters, task runs, logs and artifacts through the API, the events
+the flows emitted, our store (raw bytes and every row), the report files, and the flows' return
 values and failure messages. Base64 runs inside any of them (pickled results) are decoded and
 scanned as well. Zero hits.
 """
@@ -40,6 +42,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from moto.ssm.models import ssm_backends
 from moto.sts.models import sts_backends
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
@@ -74,7 +77,7 @@ from flows.sft.token import REDACTED
 from flows.store import Store
 from providers.base import ResultStatus, Target
 from tests.flows.linux_patching.post.test_flow import KERNEL_AFTER, STAGED, rhel_server
-from tests.flows.sft.test_flow import host as sft_host
+from tests.flows.sft.hosts import host as sft_host
 from tests.reliability.aws_signatures import SignatureTap
 from tests.ssm_emulator import Credentials, SsmWorld
 
@@ -238,8 +241,10 @@ def legacy_provider(monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def sft_token_block(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The enrollment token saved as a Prefect Secret block (and not in the environment)."""
+    """The enrollment token saved as a Prefect Secret block designated for it (and not in the
+    environment)."""
     monkeypatch.delenv("SFT_ENROLLMENT_TOKEN", raising=False)
+    monkeypatch.setenv("CLOUDOPS_SFT_TOKEN_BLOCKS", TOKEN_BLOCK)
     Secret(value=SFT_TOKEN).save(TOKEN_BLOCK, overwrite=True)
     yield TOKEN_BLOCK
     Secret.delete(TOKEN_BLOCK)
@@ -299,8 +304,8 @@ def run_every_flow(
     gov_key_id = world.credentials(GOV_KEYS_ACCOUNT, partition="aws").access_key_id
     server = rhel_server(world, "leak-web-01")
     member = world.add_instance(account_id=MEMBER, region=REGION, name="leak-member")
-    missing = sft_host(world, "missing", leak_token_on_start=True)
-    stopped = sft_host(world, "stopped", leak_token_on_start=True)
+    missing = sft_host(world, "missing", leak="plain")
+    stopped = sft_host(world, "stopped", leak="base64")
     plant_legacy_variables(monkeypatch, gov_key_id)
     slug = f"aws-provider/{BLOCK}"
     states: dict[str, State[Any]] = {}
@@ -394,7 +399,10 @@ def every_secret_used(runs: FlowRuns, world: SsmWorld, block_keys: Credentials) 
         r.operation == "AssumeRole" and f"ExternalId={EXTERNAL_ID}".encode() in r.body
         for r in runs.tap.requests
     )
-    assert any(SFT_TOKEN in c.script for c in world.commands)
+    # The enrollment token never travelled in a command: the instances read it themselves,
+    # from the parameter the flow made for the run (and deleted: see the scan).
+    assert not any(SFT_TOKEN in c.script for c in world.commands)
+    assert {r.answer for r in world.secret_reads} == {"value"} and len(world.secret_reads) == 2
     installed = Store.default().latest_executions(None, "sft-fixer", "install")
     assert REDACTED in installed[runs.sft_missing_id].stderr  # the leaky host printed it back
     secrets = {
@@ -415,10 +423,14 @@ def every_secret_used(runs: FlowRuns, world: SsmWorld, block_keys: Credentials) 
     return secrets
 
 
-def scan_everywhere(runs: FlowRuns, returned: dict[str, Any], console: str, data_dir: Path) -> Scan:
+def scan_everywhere(
+    runs: FlowRuns, returned: dict[str, Any], console: str, data_dir: Path, world: SsmWorld
+) -> Scan:
     """Every place a secret could have been kept: return values, states, the console, the
-    Prefect API, events, Prefect's database, home and result storage, the store, reports."""
-    scan = Scan()
+    Prefect API, events, Prefect's database, home and result storage, the store, reports, and
+    in AWS: the commands as ``ListCommands`` shows them, the script files the agent wrote on
+    the instances, and the parameters left in Parameter Store."""
+    scan = _what_aws_keeps(world)
     for name, result in returned.items():
         scan.add(f"{name} return value", result.model_dump_json())
     for name, state in runs.states.items():
@@ -450,6 +462,21 @@ def scan_everywhere(runs: FlowRuns, returned: dict[str, Any], console: str, data
     return scan
 
 
+def _what_aws_keeps(world: SsmWorld) -> Scan:
+    scan = Scan()
+    now = time.time()
+    for command in world.commands:
+        scan.add(f"SSM command {command.command_id} (ListCommands)", repr(command.summary(now)))
+        for instance_id in command.instance_ids:
+            for path in world.instance(instance_id).root.rglob("_script.sh"):
+                scan.add(f"agent script file on {instance_id}: {path.name}", path.read_bytes())
+    for account, partitions in list(ssm_backends.items()):
+        for region, backend in list(partitions.items()):
+            for name, versions in list(backend._parameters.items()):
+                scan.add(f"SSM parameter {name} in {account} {region}", repr(versions[-1].value))
+    return scan
+
+
 def test_no_secret_given_to_any_flow_is_kept_anywhere(
     ssm_world: SsmWorld,
     monkeypatch: pytest.MonkeyPatch,
@@ -466,7 +493,7 @@ def test_no_secret_given_to_any_flow_is_kept_anywhere(
     returned = check_every_flow_did_its_job(runs)
     secrets = every_secret_used(runs, ssm_world, block_keys)
     console = capfd.readouterr()
-    scan = scan_everywhere(runs, returned, console.out + console.err, data_dir)
+    scan = scan_everywhere(runs, returned, console.out + console.err, data_dir, ssm_world)
 
     hits = scan.hits(secrets)
     print(

@@ -44,6 +44,11 @@ Faults (decided per HTTP attempt, so botocore's own retries draw again)::
     world.throttle(share=0.3, services=("ssm", "sts"), seed=1)
     world.fail_next("ListCommandInvocations", code="ExpiredTokenException", times=1, after=0,
                     message=None, status=400, service=None)
+    world.lose_answers("SendCommand", times=1)  # carried out, answer lost (connection closed)
+    world.on_accepted(lambda command: ...)      # called as each SendCommand is accepted
+    world.deny_secret_reads(iid)     # its instance profile may read no parameter or secret
+    world.deny_list_bucket(bucket)   # no s3:ListBucket: GetObject of an absent key is 403
+    world.deny_get_object(bucket)    # no s3:GetObject: every read there is 403
 
 What happened::
 
@@ -55,6 +60,8 @@ What happened::
     world.commands, world.command(id) # EmulatedCommand: command_id, instance_ids, parameters,
                                       #   script, comment, execution_timeout, invocations...
     world.s3_failures                 # output uploads that found no bucket
+    world.secret_reads                # [SecretRead(instance_id, account_id, region, operation,
+                                      #   name, decrypted, answer)]: the instances' aws reads
 
 From another process (a flow run started as a subprocess)::
 
@@ -88,7 +95,10 @@ SSM behaviour emulated (everything else in SSM is moto's):
 - Scripts run with bash (``pwsh`` for PowerShell when on PATH, else the invocation fails
   saying so) in ``<sandbox>/var/lib/amazon/ssm/<id>/document/orchestration/...``, with
   ``CLOUDOPS_ROOT=<sandbox>``, ``HOME=<sandbox>/root``, ``PATH=<sandbox>/bin:$PATH``,
-  ``AWS_SSM_INSTANCE_ID`` and ``AWS_SSM_REGION_NAME``; at most 8 at a time.
+  ``AWS_SSM_INSTANCE_ID`` and ``AWS_SSM_REGION_NAME``; at most 8 at a time. A fake ``aws``
+  follows the sandbox's ``bin`` on the PATH: ``aws ssm get-parameter --with-decryption`` and
+  ``aws secretsmanager get-secret-value`` (``--query ... --output text``) answer from moto's
+  Parameter Store and Secrets Manager of the instance's account, as its instance profile.
 """
 
 from tests.ssm_emulator.commands import EmulatedCommand, Invocation

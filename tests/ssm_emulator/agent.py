@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ssm_emulator.instance_api import INSTANCE_TOOLS
+
 # Exit code the emulator reports for a script it killed (real SSM gives no code to rely on).
 KILLED_EXIT_CODE = -1
 
@@ -98,8 +100,13 @@ def run_script(
     powershell: bool,
     timeout_seconds: float,
     handle: ProcessHandle,
+    instance_api: str | None = None,
 ) -> ScriptRun:
-    """Run ``script`` in ``sandbox`` with bash (or pwsh), killed at ``timeout_seconds``."""
+    """Run ``script`` in ``sandbox`` with bash (or pwsh), killed at ``timeout_seconds``.
+
+    With ``instance_api`` (see ``tests.ssm_emulator.instance_api``), the instance's fake AWS
+    CLI comes right after the sandbox's ``bin`` on the PATH and reads secrets there.
+    """
     work_dir = (
         sandbox.root
         / "var/lib/amazon/ssm"
@@ -110,14 +117,19 @@ def run_script(
         / f"0.{plugin_dir}"
     )
     work_dir.mkdir(parents=True, exist_ok=True)
+    path = [str(sandbox.bin), os.environ.get("PATH", os.defpath)]
+    if instance_api is not None:
+        path.insert(1, str(INSTANCE_TOOLS))
     env = {
-        "PATH": f"{sandbox.bin}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+        "PATH": os.pathsep.join(path),
         "HOME": str(sandbox.home),
         "CLOUDOPS_ROOT": str(sandbox.root),
         "LANG": "C.UTF-8",
         "AWS_SSM_INSTANCE_ID": instance_id,
         "AWS_SSM_REGION_NAME": region,
     }
+    if instance_api is not None:
+        env["CLOUDOPS_EMULATOR_INSTANCE_API"] = instance_api
     started = time.time()
     if powershell:
         interpreter = shutil.which("pwsh", path=env["PATH"])

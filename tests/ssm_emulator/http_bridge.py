@@ -29,6 +29,7 @@ from urllib.parse import parse_qs
 
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.compat import HTTPHeaders
+from botocore.exceptions import ConnectionClosedError
 
 from tests.ssm_emulator.world import SsmWorld
 
@@ -84,7 +85,12 @@ def _handler_for(world: SsmWorld) -> type[BaseHTTPRequestHandler]:
                 body=body,
                 stream_output=False,
             )
-            response = world.answer(request, f"before-send.{service}.{operation}")
+            try:
+                response = world.answer(request, f"before-send.{service}.{operation}")
+            except ConnectionClosedError:
+                # The world carried the request out and lost its answer: drop the connection.
+                self.close_connection = True
+                return
             if response is None:
                 message = f"nothing answers {service} {operation}".encode()
                 self._reply(501, {"content-type": "text/plain"}, message)

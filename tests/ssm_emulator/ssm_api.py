@@ -1,8 +1,9 @@
 """The SSM operations the emulator answers itself; every other SSM operation goes to moto.
 
-Answered here: ``SendCommand``, ``ListCommands``, ``ListCommandInvocations``,
-``GetCommandInvocation``, ``CancelCommand`` and ``DescribeInstanceInformation``. Each sees
-only the commands and instances of the calling account and the endpoint's region, as in AWS.
+Answered here: ``SendCommand``, ``ListCommands`` (filtered by ``InvokedAfter``,
+``InvokedBefore`` and ``DocumentName``), ``ListCommandInvocations``, ``GetCommandInvocation``,
+``CancelCommand`` and ``DescribeInstanceInformation``. Each sees only the commands and
+instances of the calling account and the endpoint's region, as in AWS.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
@@ -136,7 +138,7 @@ class SsmApi:
 
     def _list_commands(self, wire: WireRequest, account_id: str) -> dict[str, Any]:
         body = wire.json_body()
-        _refuse_filters(body)
+        wanted = _command_filter(body.get("Filters") or [])
         command_id = body.get("CommandId")
         instance_id = body.get("InstanceId")
         commands = self._world.visible_commands(account_id, wire.region, command_id)
@@ -144,6 +146,7 @@ class SsmApi:
             raise ApiError("InvalidCommandId", "")
         if instance_id:
             commands = [c for c in commands if instance_id in c.invocations]
+        commands = [c for c in commands if wanted(c)]
         page, token = _page(list(reversed(commands)), body)
         now = time.time()
         with self._world.lock:
@@ -246,6 +249,34 @@ def _execution_timeout(parameters: dict[str, list[str]]) -> int:
             f"[1, {MAX_EXECUTION_TIMEOUT}].",
         )
     return value
+
+
+def _command_filter(filters: list[dict[str, str]]) -> Callable[[EmulatedCommand], bool]:
+    """``ListCommands``' ``Filters``: ``InvokedAfter`` / ``InvokedBefore`` (a timestamp such
+    as ``2021-07-07T00:00:00Z``, inclusive) and ``DocumentName``; at most 5, as in SSM."""
+    if len(filters) > 5:
+        raise ApiError("ValidationException", "Member must have length less than or equal to 5")
+    tests: list[Callable[[EmulatedCommand], bool]] = []
+    for item in filters:
+        key, value = item.get("key"), item.get("value", "")
+        if key in ("InvokedAfter", "InvokedBefore"):
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError as exc:
+                raise ApiError("InvalidFilterValue", f"{key}: {value!r}") from exc
+            if key == "InvokedAfter":
+                tests.append(lambda c, t=moment: c.requested_at >= t)
+            else:
+                tests.append(lambda c, t=moment: c.requested_at <= t)
+        elif key == "DocumentName":
+            tests.append(lambda c, name=value: c.document.name == name)
+        else:
+            raise ApiError(
+                "ValidationException",
+                f"the SSM emulator filters ListCommands by InvokedAfter, InvokedBefore and "
+                f"DocumentName, not {key}",
+            )
+    return lambda command: all(test(command) for test in tests)
 
 
 def _refuse_filters(body: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ConnectionClosedError
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.models import botocore_stubber
@@ -30,6 +31,8 @@ from tests.ssm_emulator.agent import ScriptRun, run_script
 from tests.ssm_emulator.commands import EmulatedCommand, Invocation, Outcome
 from tests.ssm_emulator.faults import FaultPlan
 from tests.ssm_emulator.fleet import EmulatedInstance, OfflinePlan, launch_instance
+from tests.ssm_emulator.instance_api import InstanceApi, SecretRead
+from tests.ssm_emulator.s3_access import S3Access
 from tests.ssm_emulator.scheduler import Scheduler
 from tests.ssm_emulator.ssm_api import SsmApi
 from tests.ssm_emulator.wire import (
@@ -93,6 +96,10 @@ class SsmWorld:
         self._key_owners: dict[str, tuple[str, str | None]] = {}
         self.s3_failures: list[str] = []
         self.faults = FaultPlan()
+        self._s3_access = S3Access()
+        self._instance_api = InstanceApi(self._instance_home)
+        self._lost_answers: Counter[str] = Counter()
+        self._on_accepted: Callable[[EmulatedCommand], None] | None = None
         self._api = SsmApi(self)
         self._scheduler = Scheduler()
         self._pool = ThreadPoolExecutor(max_parallel_scripts, thread_name_prefix="ssm-agent")
@@ -110,6 +117,7 @@ class SsmWorld:
         index = next(i for i, entry in enumerate(BUILTIN_HANDLERS) if entry[1] is botocore_stubber)
         self._replaced = (index, BUILTIN_HANDLERS[index])
         BUILTIN_HANDLERS[index] = self._handler_entry
+        self._instance_api.start()
         self._active = True
 
     def close(self) -> None:
@@ -126,6 +134,7 @@ class SsmWorld:
                     inv.handle.kill()
         self._scheduler.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._instance_api.stop()
         if self._scheduler.errors:
             raise RuntimeError("the SSM emulator's clock failed") from self._scheduler.errors[0]
 
@@ -312,6 +321,35 @@ class SsmWorld:
             service=service,
         )
 
+    def lose_answers(self, operation: str, times: int = 1) -> None:
+        """The next ``times`` requests of ``operation`` are carried out, and their answer is
+        lost on the way back: the client sees a connection closed (``ConnectionClosedError``;
+        over the HTTP bridge, a dropped connection), not knowing whether it arrived."""
+        if times < 1:
+            raise ValueError("lose_answers needs times >= 1")
+        with self.lock:
+            self._lost_answers[operation] += times
+
+    def on_accepted(self, callback: Callable[[EmulatedCommand], None] | None) -> None:
+        """Call ``callback(command)`` each time a ``SendCommand`` is accepted, before its answer
+        goes back (a crash test kills the sending process there). None removes it."""
+        self._on_accepted = callback
+
+    def deny_secret_reads(self, instance_id: str) -> None:
+        """The instance's profile may read no parameter or secret: its scripts' ``aws`` reads
+        are refused with ``AccessDeniedException``."""
+        self._instance_api.deny_secret_reads(instance_id)
+
+    def deny_list_bucket(self, bucket: str) -> None:
+        """Callers lack ``s3:ListBucket`` on ``bucket`` (a least-privilege policy): a
+        ``GetObject`` of a key that does not exist answers ``403 AccessDenied``, as S3 does,
+        instead of ``404 NoSuchKey``."""
+        self._s3_access.deny_list_bucket(bucket)
+
+    def deny_get_object(self, bucket: str) -> None:
+        """Callers lack ``s3:GetObject`` on ``bucket``: every read answers 403."""
+        self._s3_access.deny_get_object(bucket)
+
     # --- what happened ---------------------------------------------------------------------------
 
     @property
@@ -348,6 +386,17 @@ class SsmWorld:
     def command(self, command_id: str) -> EmulatedCommand:
         with self.lock:
             return self._commands[command_id]
+
+    @property
+    def secret_reads(self) -> list[SecretRead]:
+        """Every read of a parameter or secret by a script on an instance (its fake ``aws``),
+        in order: who, where, what, and how it was answered."""
+        return self._instance_api.reads
+
+    def _instance_home(self, instance_id: str) -> tuple[str, str] | None:
+        with self.lock:
+            instance = self._instances.get(instance_id)
+        return None if instance is None else (instance.account_id, instance.region)
 
     # --- used by the SSM API --------------------------------------------------------------------
 
@@ -397,6 +446,9 @@ class SsmWorld:
         due = command.requested_at + self._pending_seconds
         for inv in command.invocations.values():
             self._scheduler.call_at(due, lambda inv=inv: self._deliver(inv))
+        callback = self._on_accepted
+        if callback is not None:
+            callback(command)
 
     def cancel(self, command: EmulatedCommand, instance_ids: list[str] | None) -> None:
         now = time.time()
@@ -460,6 +512,7 @@ class SsmWorld:
             powershell=command.document.powershell,
             timeout_seconds=command.execution_timeout,
             handle=inv.handle,
+            instance_api=self._instance_api.url,
         )
         if not report:
             return
@@ -537,6 +590,13 @@ class SsmWorld:
                     request, wire.service, fault.code, fault.message, fault.status
                 )
                 answered_by = f"fault:{fault.code}"
+        elif (
+            wire.service == "s3"
+            and wire.operation == "GetObject"
+            and (refused := self._s3_access.refusal(request))
+        ):
+            response = error_response(request, "s3", refused, "Access Denied", 403)
+            answered_by = f"denied:{refused}"
         elif wire.service == "ssm" and self._api.emulates(wire.operation):
             response = self._api.answer(wire, account, request)
             answered_by = "emulator"
@@ -559,6 +619,11 @@ class SsmWorld:
                     answered_by,
                 )
             )
+            lose = answered_by == "emulator" and self._lost_answers[wire.operation] > 0
+            if lose:
+                self._lost_answers[wire.operation] -= 1
+        if lose:
+            raise ConnectionClosedError(endpoint_url=request.url)
         return response
 
     def _refuse_unknown_role(

@@ -6,9 +6,13 @@
 # enrolls with them): enrollment token -> /etc/sft/sftd.yaml with AccessAddress = the primary
 # IPv4 address -> package repository and its signing key -> package -> enable and start.
 #
-# Parameters (environment variables set by the flow's quoted header):
-#   SFT_ENROLLMENT_TOKEN  required; written to /var/lib/sftd/enrollment.token (mode 600),
-#                         never printed, never passed on a command line
+# Parameters (environment variables set by the flow's quoted header; none is the token):
+#   SFT_TOKEN_SOURCE      where the enrollment token is read at run time: parameter-store (an
+#                         SSM SecureString, read with the AWS CLI as the instance profile),
+#                         secrets-manager, or file (a file the flow wrote for the local provider)
+#   SFT_TOKEN_NAME        the parameter's name, the secret's id or the file's path
+#   The token is written to /var/lib/sftd/enrollment.token (mode 600), never printed, never
+#   passed on a command line or in an environment.
 #   SFT_YUM_REPO_URL      yum baseurl        (default https://pkg.scaleft.com/rpm)
 #   SFT_APT_REPO_URL      apt repository     (default https://pkg.scaleft.com/deb)
 #   SFT_GPG_KEY_URL       repository signing key (default: the vendor's key for the family)
@@ -23,10 +27,9 @@ package="scaleft-server-tools"
 script_name="sft_install"
 keyring_path="/usr/share/keyrings/scaleft-archive-keyring.gpg"
 
-# Keep the token in a shell variable only: no process this script starts (package managers,
-# curl, systemctl) inherits it through its environment.
-enrollment_token="${SFT_ENROLLMENT_TOKEN:-}"
-unset SFT_ENROLLMENT_TOKEN
+token_source="${SFT_TOKEN_SOURCE:-}"
+token_name="${SFT_TOKEN_NAME:-}"
+enrollment_token="" # read by check_token_source; kept in this shell variable only
 
 # Exit 2: nothing on the host was changed.
 refuse() {
@@ -42,10 +45,65 @@ fail() {
     exit 1
 }
 
+# Read the enrollment token where the flow said it is, into the shell variable
+# enrollment_token only: it is never an argument of a command, never in the environment of one,
+# never printed. The AWS CLI is given the parameter's (or secret's) name and prints the value
+# on its stdout, which the command substitution keeps; its errors name the parameter, not the
+# value. Returns 1 when the token could not be read.
+read_enrollment_token() {
+    local region_args=()
+    if [ -n "${AWS_SSM_REGION_NAME:-}" ]; then
+        region_args=(--region "$AWS_SSM_REGION_NAME")
+    fi
+    enrollment_token=""
+    case "$token_source" in
+    parameter-store)
+        enrollment_token="$(aws ssm get-parameter --name "$token_name" --with-decryption \
+            --query Parameter.Value --output text ${region_args[@]+"${region_args[@]}"})"
+        ;;
+    secrets-manager)
+        enrollment_token="$(aws secretsmanager get-secret-value --secret-id "$token_name" \
+            --query SecretString --output text ${region_args[@]+"${region_args[@]}"})"
+        ;;
+    file)
+        # A regular file only: never follow a link someone else may have planted. All of it,
+        # so that a second line is refused with the token, not silently dropped.
+        [ -f "$token_name" ] && [ ! -L "$token_name" ] && enrollment_token="$(<"$token_name")"
+        ;;
+    *) return 1 ;;
+    esac
+}
+
+# Where the token is to be read: a known source and a name of plain characters. Exit 2 when
+# not, before anything is read or changed.
+check_token_source() {
+    case "$token_source" in
+    parameter-store | secrets-manager | file) ;;
+    *)
+        refuse missing_enrollment_token "no enrollment token source was given (SFT_TOKEN_SOURCE \
+is '$token_source'; expected parameter-store, secrets-manager or file): run this script \
+through the sft-fixer flow. Nothing was changed."
+        ;;
+    esac
+    if [[ ! "$token_name" =~ ^[A-Za-z0-9/_.:@+=-]{1,2048}$ ]]; then
+        refuse missing_enrollment_token "SFT_TOKEN_NAME does not name a parameter, secret or \
+file: run this script through the sft-fixer flow. Nothing was changed."
+    fi
+    if [ "$token_source" != file ] && ! command -v aws >/dev/null 2>&1; then
+        refuse no_aws_cli "the AWS CLI (aws) was not found: it reads the enrollment token from \
+$token_source ($token_name); install it. Nothing was changed."
+    fi
+    if ! read_enrollment_token; then
+        refuse token_unreadable "the enrollment token could not be read from $token_source \
+($token_name); see the error above. The instance profile needs to read it (ssm:GetParameter \
+and kms:Decrypt, see SECURITY.md). Nothing was changed."
+    fi
+}
+
 check_enrollment_token() {
     if [ -z "$enrollment_token" ]; then
-        refuse missing_enrollment_token "no enrollment token was given (SFT_ENROLLMENT_TOKEN is \
-empty); set it from the Prefect Secret block and run again. Nothing was changed."
+        refuse missing_enrollment_token "the enrollment token read from $token_source \
+($token_name) is empty; save the token there again. Nothing was changed."
     fi
     case "$enrollment_token" in
     *[[:space:][:cntrl:]]*)
@@ -187,6 +245,7 @@ install_package() {
 }
 
 # --- checks: every refusal happens here, before the host is touched -------------------------
+check_token_source
 check_enrollment_token
 if ! command -v systemctl >/dev/null 2>&1; then
     refuse no_systemd "systemctl was not found; this script manages sftd through systemd only. \

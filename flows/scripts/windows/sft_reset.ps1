@@ -3,8 +3,12 @@
 # enrollment), write a fresh enrollment token and sftd.yaml (AccessAddress = the primary IPv4
 # address), set it to start automatically and start it. Sent with AWS-RunPowerShellScript.
 #
-# Parameters (environment variables set by the flow's quoted header):
-#   SFT_ENROLLMENT_TOKEN  required; written to <state dir>\enrollment.token, never printed
+# Parameters (environment variables set by the flow's quoted header; none is the token):
+#   SFT_TOKEN_SOURCE      where the enrollment token is read at run time: parameter-store (an
+#                         SSM SecureString), secrets-manager, or file
+#   SFT_TOKEN_NAME        the parameter's name, the secret's id or the file's path
+#   The token is written to <state dir>\enrollment.token, never printed, never passed on a
+#   command line.
 #   SFT_STATE_DIR         optional; default is the vendor's documented state directory of the
 #                         agent, which runs as LocalSystem:
 #                         C:\Windows\System32\config\systemprofile\AppData\Local\scaleft
@@ -15,9 +19,9 @@ $ErrorActionPreference = 'Stop'
 $serviceName = 'scaleft-server-tools'
 $waitLimit = New-TimeSpan -Seconds 60
 
-# Keep the token in a script variable only: no process started from here inherits it.
-$enrollmentToken = $env:SFT_ENROLLMENT_TOKEN
-Remove-Item -Path Env:\SFT_ENROLLMENT_TOKEN -ErrorAction SilentlyContinue
+$tokenSource = $env:SFT_TOKEN_SOURCE
+$tokenName = $env:SFT_TOKEN_NAME
+$enrollmentToken = $null # read below, kept in this script variable only
 
 if ($env:SFT_STATE_DIR) {
     $stateDir = $env:SFT_STATE_DIR
@@ -81,10 +85,62 @@ function Write-AgentConfig([string] $Address) {
     [System.IO.File]::WriteAllLines($path, [string[]] $lines, (New-Object System.Text.UTF8Encoding $false))
 }
 
+# The enrollment token from where the flow put it. AWS Tools for PowerShell (on AWS's Windows
+# images) or the AWS CLI read it as the instance profile; the value comes back to this script
+# only, never on a command line.
+function Read-EnrollmentToken {
+    $region = $env:AWS_SSM_REGION_NAME
+    switch ($tokenSource) {
+        'parameter-store' {
+            if (Get-Command -Name Get-SSMParameter -ErrorAction SilentlyContinue) {
+                $parameters = @{ Name = $tokenName; WithDecryption = $true }
+                if ($region) { $parameters['Region'] = $region }
+                return (Get-SSMParameter @parameters).Value
+            }
+            $arguments = @('ssm', 'get-parameter', '--name', $tokenName, '--with-decryption',
+                '--query', 'Parameter.Value', '--output', 'text')
+            if ($region) { $arguments += @('--region', $region) }
+            $value = & aws @arguments
+            if ($LASTEXITCODE -ne 0) { throw "aws ssm get-parameter exited $LASTEXITCODE" }
+            return $value
+        }
+        'secrets-manager' {
+            if (Get-Command -Name Get-SECSecretValue -ErrorAction SilentlyContinue) {
+                $parameters = @{ SecretId = $tokenName }
+                if ($region) { $parameters['Region'] = $region }
+                return (Get-SECSecretValue @parameters).SecretString
+            }
+            $arguments = @('secretsmanager', 'get-secret-value', '--secret-id', $tokenName,
+                '--query', 'SecretString', '--output', 'text')
+            if ($region) { $arguments += @('--region', $region) }
+            $value = & aws @arguments
+            if ($LASTEXITCODE -ne 0) { throw "aws secretsmanager get-secret-value exited $LASTEXITCODE" }
+            return $value
+        }
+        'file' {
+            if (-not (Test-Path -LiteralPath $tokenName -PathType Leaf)) { throw 'no such file' }
+            return (Get-Content -LiteralPath $tokenName -TotalCount 1)
+        }
+    }
+    throw "unknown token source '$tokenSource'"
+}
+
 # --- checks: every refusal happens here, before the host is touched -------------------------
+if ($tokenSource -notin @('parameter-store', 'secrets-manager', 'file') -or
+    $tokenName -notmatch '^[A-Za-z0-9/_.:@+=\\-]{1,2048}$') {
+    Stop-Refused 'missing_enrollment_token' ('no enrollment token source was given ' +
+        '(SFT_TOKEN_SOURCE, SFT_TOKEN_NAME): run this script through the sft-fixer flow.')
+}
+try {
+    $enrollmentToken = [string](Read-EnrollmentToken)
+} catch {
+    Stop-Refused 'token_unreadable' ("the enrollment token could not be read from $tokenSource " +
+        "($tokenName): $($_.Exception.Message). The instance profile needs to read it " +
+        '(ssm:GetParameter and kms:Decrypt, see SECURITY.md).')
+}
 if (-not $enrollmentToken) {
-    Stop-Refused 'missing_enrollment_token' ('no enrollment token was given (SFT_ENROLLMENT_TOKEN ' +
-        'is empty); set it from the Prefect Secret block and run again.')
+    Stop-Refused 'missing_enrollment_token' ("the enrollment token read from $tokenSource " +
+        "($tokenName) is empty; save the token there again.")
 }
 if ($enrollmentToken -match '[\s\p{C}]') {
     Stop-Refused 'invalid_enrollment_token' ('the enrollment token contains spaces, line breaks ' +

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
+import boto3
 import pytest
 from moto.sts.models import sts_backends
 from prefect import flow
@@ -189,3 +190,73 @@ def test_the_block_bounds_how_many_task_runs_work_at_once(ssm_world: SsmWorld) -
     assert len(spans) == 8
     # With one worker, each task run ends before the next one starts.
     assert all(end <= next_start for (_, end), (next_start, _) in pairwise(spans))
+
+
+@pytest.mark.parametrize("list_bucket", [True, False], ids=["with-list-bucket", "no-list-bucket"])
+def test_with_an_output_bucket_a_long_output_and_no_stderr_is_read_whole(
+    ssm_world: SsmWorld, list_bucket: bool
+) -> None:
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="run-output")
+    if not list_bucket:
+        # Least privilege: S3 answers 403 for the stderr object the agent never wrote.
+        ssm_world.deny_list_bucket("run-output")
+    AwsProviderBlock(
+        poll_initial_seconds=0.1, poll_max_seconds=0.3, output_s3_bucket="run-output"
+    ).save("with-bucket", overwrite=True)
+    targets = _fleet(ssm_world)[:3]
+    long_one = ssm_world.instance(targets[0].instance_id)
+    long_one.write_file("/etc/instance-id", "x" * 3_000)
+
+    try:
+        result = run_script(
+            script=PRINT_OWN_ID, targets=targets, provider="aws-provider/with-bucket"
+        )
+    finally:
+        AwsProviderBlock.delete("with-bucket")
+
+    by_id = {r.instance_id: r for r in result.batch.results}
+    assert {r.status for r in by_id.values()} == {ResultStatus.SUCCESS}
+    whole = by_id[long_one.instance_id]
+    assert (whole.stdout, whole.stderr, whole.error) == ("x" * 3_000, "", None)
+    assert not whole.stdout_truncated
+    for target in targets[1:]:
+        assert by_id[target.instance_id].stdout == target.instance_id
+
+
+def test_a_send_whose_answer_was_lost_is_found_not_sent_twice(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    targets = _fleet(ssm_world)[:3]
+    # SSM accepts the command and the connection closes before its answer comes back.
+    ssm_world.lose_answers("SendCommand")
+
+    state = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws, return_state=True)
+    result = state.result()
+
+    assert [r.status for r in result.batch.results] == [ResultStatus.SUCCESS] * 3
+    assert ssm_world.calls[("ssm", "SendCommand")] == 1
+    assert set(ssm_world.send_commands_per_instance.values()) == {1}
+    [command] = ssm_world.commands
+    assert {r.command_id for r in result.batch.results} == {command.command_id}
+    with Store.default() as store:
+        found = store.find_command(str(state.state_details.flow_run_id), command.comment[-20:])
+    assert found is not None and found.command_id == command.command_id
+
+
+def test_a_command_that_became_unreadable_keeps_the_results_already_final(
+    ssm_world: SsmWorld, fast_aws: str
+) -> None:
+    fast, slow = _fleet(ssm_world)[:2]
+    ssm_world.instance(slow.instance_id).write_file("/etc/slow", "")
+    script = '[ -f "$CLOUDOPS_ROOT/etc/slow" ] && sleep 3; cat "$CLOUDOPS_ROOT/etc/instance-id"'
+    # The caller loses its right to read the command once the fast one is final: every poll
+    # from the fourth on (0.1 to 0.3 s apart) is refused, the slow one sleeps for 3 s.
+    ssm_world.fail_next("ListCommandInvocations", code="AccessDeniedException", after=3, times=99)
+
+    result = run_script(script=script, targets=[fast, slow], provider=fast_aws)
+
+    by_id = {r.instance_id: r for r in result.batch.results}
+    assert by_id[fast.instance_id].status is ResultStatus.SUCCESS
+    assert by_id[fast.instance_id].stdout == fast.instance_id
+    lost = by_id[slow.instance_id]
+    assert lost.status is ResultStatus.ERROR and "AccessDeniedException" in (lost.error or "")

@@ -58,6 +58,7 @@ FAMILY_TOOLS = {
 }
 COMMON_TOOLS = ("systemctl", "ip", "hostname")
 READ_ONLY_CALLS = ("ip -4 route get", "hostname -I", "rpm -q", "dpkg-query", "systemctl is-active")
+READ_ONLY_CALLS += ("aws ssm get-parameter", "aws secretsmanager get-secret-value")
 
 
 def _family(distro: str) -> str:
@@ -83,6 +84,8 @@ class FakeHost:
         self.root = base / "root"
         self.bin = base / "bin"
         self.calls_log = base / "calls.log"
+        self.secrets = base / "aws-secrets"  # what the fake aws answers, one file per name
+        self.secrets.mkdir(parents=True)
         (self.root / "etc").mkdir(parents=True)
         (self.root / "etc" / "os-release").write_text(OS_RELEASE[distro])
         self.bin.mkdir()
@@ -90,19 +93,26 @@ class FakeHost:
             real = shutil.which(tool)
             assert real, f"base tool {tool} is missing on this machine"
             (self.bin / tool).symlink_to(real)
-        for fake in COMMON_TOOLS + FAMILY_TOOLS[_family(distro)]:
+        for fake in COMMON_TOOLS + FAMILY_TOOLS[_family(distro)] + ("aws",):
             if fake not in without:
                 (self.bin / fake).symlink_to(FAKES / fake)
         self.calls_log.touch()
 
     def run(self, script: str, params: dict[str, str] | None = None, **fake_env: str) -> Run:
-        """Run a bundled script with its quoted parameter header, as the flow sends it."""
+        """Run a bundled script with its quoted parameter header, as the flow sends it. A
+        token given with ``_token`` is written to a file the script is told to read."""
+        params = dict(params or {})
+        if TOKEN_FILE_CONTENT in params:
+            token_file = self.base / "enrollment-token"
+            token_file.write_text(params.pop(TOKEN_FILE_CONTENT) + "\n")
+            params.update(SFT_TOKEN_SOURCE="file", SFT_TOKEN_NAME=str(token_file))
         path = self.base / "script.sh"
-        path.write_text(render_script(load_script(script), params or {}))
+        path.write_text(render_script(load_script(script), params))
         env = {
             "PATH": str(self.bin),
             "CLOUDOPS_ROOT": str(self.root),
             "FAKE_CALLS_LOG": str(self.calls_log),
+            "FAKE_AWS_SECRETS": str(self.secrets),
             "LANG": "C",
             **fake_env,
         }
@@ -116,8 +126,13 @@ class FakeHost:
         assert TOKEN not in stdout
         assert TOKEN not in stderr
         assert TOKEN not in self.calls_log.read_text(), "the token was on a command line"
-        leaked = self.calls_log.with_name("calls.log.token-in-environment")
-        assert not leaked.exists(), f"commands inherited the token: {leaked.read_text()}"
+        environments = self.calls_log.with_name("calls.log.environments")
+        if environments.exists():
+            assert TOKEN not in environments.read_text(), "a command inherited the token"
+
+    def keep_secret(self, name: str, value: str) -> None:
+        """A parameter or secret ``name`` holding ``value``, for the fake ``aws`` to answer."""
+        (self.secrets / name.replace("/", "%")).write_text(value + "\n")
 
     def calls(self) -> list[str]:
         return self.calls_log.read_text().splitlines()
@@ -162,8 +177,12 @@ def host(tmp_path: Path):
     return make
 
 
+# A parameter key no script reads: FakeHost.run writes its value to the file the script reads.
+TOKEN_FILE_CONTENT = "token file content"
+
+
 def _token(value: str = TOKEN) -> dict[str, str]:
-    return {"SFT_ENROLLMENT_TOKEN": value}
+    return {TOKEN_FILE_CONTENT: value}
 
 
 def _installed(host: FakeHost) -> None:
@@ -384,6 +403,78 @@ def test_reset_writes_the_token_with_mode_600(host) -> None:
     assert fake.service("enabled") and fake.service("active")
 
 
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("parameter-store", "/cloudops-flows/sft-enrollment-token/0b6f4c1e"),
+        ("secrets-manager", "arn:aws:secretsmanager:us-east-1:111111111111:secret:sft-Ab12"),
+    ],
+)
+def test_the_token_is_read_where_the_flow_says_as_the_instance(
+    host, source: str, name: str
+) -> None:
+    fake = host("rhel")
+    fake.keep_secret(name, TOKEN)
+
+    result = fake.run(
+        "linux/sft_install.sh",
+        {"SFT_TOKEN_SOURCE": source, "SFT_TOKEN_NAME": name},
+        AWS_SSM_REGION_NAME="us-east-1",
+        FAKE_SFTD_ENROLLS="0",  # the token file stays for the test to read
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert fake.file("/var/lib/sftd/enrollment.token").read_text() == TOKEN + "\n"
+    [read] = [c for c in fake.calls() if c.startswith("aws ")]
+    assert name in read and "--region us-east-1" in read and "--output text" in read
+
+
+@pytest.mark.parametrize("script", ["linux/sft_install.sh", "linux/sft_reset.sh"])
+def test_a_token_the_instance_cannot_read_refuses_before_changing_anything(
+    host, script: str
+) -> None:
+    fake = host("rhel")
+    _installed(fake)
+    before = fake.snapshot()
+
+    result = fake.run(
+        script, {"SFT_TOKEN_SOURCE": "parameter-store", "SFT_TOKEN_NAME": "/cloudops-flows/gone"}
+    )
+
+    assert result.returncode == 2
+    assert result.last_line == "SFT_ACTION_RESULT=failed:token_unreadable"
+    assert "ParameterNotFound" in result.stderr and "kms:Decrypt" in result.stderr
+    assert fake.snapshot() == before
+
+
+def test_without_the_aws_cli_parameter_store_is_refused(host) -> None:
+    fake = host("rhel", without=("aws",))
+
+    result = fake.run(
+        "linux/sft_install.sh",
+        {"SFT_TOKEN_SOURCE": "parameter-store", "SFT_TOKEN_NAME": "/cloudops-flows/x"},
+    )
+
+    assert result.returncode == 2
+    assert result.last_line == "SFT_ACTION_RESULT=failed:no_aws_cli"
+
+
+def test_a_token_file_that_is_a_link_is_not_followed(host, tmp_path: Path) -> None:
+    fake = host("rhel")
+    planted = tmp_path / "someone-elses-file"
+    planted.write_text(TOKEN + "\n")
+    link = tmp_path / "token-link"
+    link.symlink_to(planted)
+
+    result = fake.run(
+        "linux/sft_install.sh", {"SFT_TOKEN_SOURCE": "file", "SFT_TOKEN_NAME": str(link)}
+    )
+
+    assert result.returncode == 2
+    assert result.last_line == "SFT_ACTION_RESULT=failed:token_unreadable"
+    assert not fake.file("/var/lib/sftd/enrollment.token").exists()
+
+
 # --- refusals: nothing on the host changes ------------------------------------------------------
 
 
@@ -477,6 +568,8 @@ def _function(script: str, name: str) -> str:
         ("refuse", ("linux/sft_install.sh", "linux/sft_reset.sh")),
         ("fail", ("linux/sft_install.sh", "linux/sft_reset.sh")),
         ("check_enrollment_token", ("linux/sft_install.sh", "linux/sft_reset.sh")),
+        ("check_token_source", ("linux/sft_install.sh", "linux/sft_reset.sh")),
+        ("read_enrollment_token", ("linux/sft_install.sh", "linux/sft_reset.sh")),
         ("primary_ipv4", ("linux/sft_install.sh", "linux/sft_reset.sh")),
         ("write_enrollment_token", ("linux/sft_install.sh", "linux/sft_reset.sh")),
         ("write_agent_config", ("linux/sft_install.sh", "linux/sft_reset.sh")),
@@ -529,6 +622,8 @@ def test_no_script_prints_the_enrollment_token(script: str) -> None:
 def test_windows_reset_refuses_before_its_first_change() -> None:
     text = load_script("windows/sft_reset.ps1")
     first_change = text.index("Stop-Service")
-    for refusal in ("missing_enrollment_token", "invalid_enrollment_token", "not_installed"):
+    refusals = ("missing_enrollment_token", "token_unreadable", "invalid_enrollment_token")
+    for refusal in (*refusals, "not_installed"):
         assert text.index(f"Stop-Refused '{refusal}'") < first_change
-    assert text.index("Remove-Item -Path Env:\\SFT_ENROLLMENT_TOKEN") < first_change
+    # The token is read by the script from where the flow put it, never given to it.
+    assert "SFT_ENROLLMENT_TOKEN" not in text and "$env:SFT_TOKEN_NAME" in text

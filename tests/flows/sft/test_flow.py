@@ -1,24 +1,23 @@
 """sft-fixer end to end: a real (temporary) Prefect server, the AWS provider, and the SSM agent
 emulator running the real SFT scripts on fake hosts.
 
-A fake host is an emulated instance whose sandbox holds an ``/etc/os-release`` and, on its
-PATH, the fake commands of ``tests/flows/scripts/sft_fakes`` (``systemctl`` plays the agent and
-enrolls on start, ``dnf``/``rpm`` install into the sandbox). Hosts are brought to a state
-(healthy, stopped, ...) by running the real install script in the sandbox before the flow
-runs, outside SSM, so the emulator's counters show only what the flow sent.
+A fake host (``tests/flows/sft/hosts.py``) is an emulated instance whose sandbox holds an
+``/etc/os-release`` and, on its PATH, the fake commands of ``tests/flows/scripts/sft_fakes``
+(``systemctl`` plays the agent and enrolls on start, ``dnf``/``rpm`` install into the sandbox).
 """
 
 from __future__ import annotations
 
-import os
-import shlex
+import base64
+import json
+import re
 import sqlite3
-import subprocess
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from uuid import UUID
 
 import pytest
+from moto.ssm.models import ssm_backends
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -33,183 +32,26 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.exceptions import ParameterTypeError
 from prefect.logging.handlers import APILogHandler
-from pydantic import SecretStr
 
-from blocks import AwsProviderBlock
 from flows import sft_fixer
 from flows.changes import ChangeSpec
-from flows.common.remote_scripts import load_script, render_script
 from flows.parsers import SftNeed
 from flows.sft.parameters import SftAction, SftFixerInputError
 from flows.sft.result import SftFixerResult, SftVerdict
 from flows.sft.token import REDACTED, EnrollmentTokenMissingError
 from flows.store import Store
 from providers.base import Platform, Target
-from tests.flows.scripts.test_sft_scripts import COMMON_TOOLS, FAKES, FAMILY_TOOLS, OS_RELEASE
-from tests.ssm_emulator import EmulatedInstance, SsmWorld
+from tests.flows.sft.hosts import (
+    ACCOUNT,
+    QUICK,
+    REGION,
+    TOKEN,
+    host,
+    sent_scripts,
+)
+from tests.ssm_emulator import SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
-
-ACCOUNT = "111111111111"
-REGION = "us-east-1"
-TOKEN = "eyJ0ZWFtIjoic2Z0LWZpeGVyIn0.Fl0wT0k3n-must-never-leak_" + "q" * 16
-# Only for building hosts before a run: never the token a run is given.
-SETUP_TOKEN = "setup-only-token-for-building-fake-hosts-0123456789"
-TOKEN_BLOCK = "sft-fixer-test-token"
-QUICK = {"verify_delay_seconds": 0.1, "detect_timeout_seconds": 60}
-# Calls of fake commands that only look at a host.
-READ_ONLY = ("systemctl is-active", "rpm -q", "dpkg-query", "ip -4 route get", "hostname -I")
-
-
-class SftHost:
-    """An emulated RHEL instance with the SFT fakes on its PATH.
-
-    ``fake_env`` is set for every fake command, so a host can behave badly on purpose
-    (``FAKE_SFTD_ENROLLS=0``: an agent that never enrolls). ``leak_token_on_start`` makes its
-    ``systemctl`` print the enrollment token file to stderr, as a careless host tool might.
-    """
-
-    def __init__(
-        self,
-        instance: EmulatedInstance,
-        *,
-        leak_token_on_start: bool = False,
-        **fake_env: str,
-    ) -> None:
-        self.instance = instance
-        self.calls_log = instance.root / "fake-calls.log"
-        instance.write_file("/etc/os-release", OS_RELEASE["rhel"])
-        exports = {"FAKE_CALLS_LOG": str(self.calls_log), **fake_env}
-        header = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in exports.items())
-        for tool in {*COMMON_TOOLS, *FAMILY_TOOLS["rpm"], "dpkg-query"}:
-            body = header
-            if tool == "systemctl" and leak_token_on_start:
-                body += (
-                    'case "$*" in *start*) cat "$CLOUDOPS_ROOT/var/lib/sftd/enrollment.token" '
-                    ">&2 2>/dev/null ;; esac\n"
-                )
-            instance.fake_command(tool, body + f'exec {shlex.quote(str(FAKES / tool))} "$@"\n')
-
-    @property
-    def id(self) -> str:
-        return self.instance.instance_id
-
-    @property
-    def target(self) -> Target:
-        return Target(
-            instance_id=self.id,
-            account_id=self.instance.account_id,
-            region=self.instance.region,
-            name=self.instance.name,
-        )
-
-    def bring_to(self, state: str) -> SftHost:
-        """``missing`` (no agent), ``healthy``, ``stopped`` (enrolled, service stopped) or
-        ``unenrolled`` (running, no device token), by running the real scripts here."""
-        if state != "missing":
-            enrolls = "0" if state == "unenrolled" else "1"
-            script = render_script(
-                load_script("linux/sft_install.sh"), {"SFT_ENROLLMENT_TOKEN": SETUP_TOKEN}
-            )
-            done = self._bash(script, FAKE_SFTD_ENROLLS=enrolls)
-            assert done.returncode == 0, done.stderr
-        if state == "stopped":
-            assert self._bash("systemctl stop sftd").returncode == 0
-        self.calls_log.write_text("")
-        return self
-
-    def _bash(self, script: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["bash", "-c", script],
-            env={
-                "PATH": f"{self.instance.bin}{os.pathsep}{os.environ['PATH']}",
-                "CLOUDOPS_ROOT": str(self.instance.root),
-                "HOME": str(self.instance.home),
-                **env,
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def changing_calls(self) -> list[str]:
-        """Calls of fake commands since the host was built, other than look-ups."""
-        calls = self.calls_log.read_text().splitlines()
-        return [c for c in calls if not c.startswith(READ_ONLY)]
-
-    def files(self) -> dict[str, bytes]:
-        """The host's files, without the agent emulator's working area and the call log."""
-        root = self.instance.root
-        return {
-            str(p.relative_to(root)): p.read_bytes()
-            for p in root.rglob("*")
-            if p.is_file()
-            and not p.relative_to(root).as_posix().startswith("var/lib/amazon/")
-            and p != self.calls_log
-        }
-
-    def file(self, path: str) -> Path:
-        return self.instance.root / path.lstrip("/")
-
-    def enrollments(self) -> int:
-        log = self.file("/var/log/fake-sftd.log")
-        return len(log.read_text().splitlines()) if log.exists() else 0
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SFT_ENROLLMENT_TOKEN", raising=False)
-
-
-@pytest.fixture
-def provider_slug(ssm_world: SsmWorld) -> Iterator[str]:
-    """A saved AWS provider block whose keys act in ``ACCOUNT`` of the emulated world."""
-    keys = ssm_world.credentials(ACCOUNT)
-    AwsProviderBlock(
-        environment="com",
-        access_key_id=SecretStr(keys.access_key_id),
-        secret_access_key=SecretStr(keys.secret_access_key),
-        poll_initial_seconds=0.05,
-        poll_max_seconds=0.2,
-    ).save("sft-fixer-tests", overwrite=True)
-    yield "aws-provider/sft-fixer-tests"
-    AwsProviderBlock.delete("sft-fixer-tests")
-
-
-@pytest.fixture
-def token_block() -> Iterator[str]:
-    """The enrollment token saved as a Prefect Secret block."""
-    Secret(value=TOKEN).save(TOKEN_BLOCK, overwrite=True)
-    yield TOKEN_BLOCK
-    Secret.delete(TOKEN_BLOCK)
-
-
-def host(world: SsmWorld, state: str, **options: object) -> SftHost:
-    instance = world.add_instance(account_id=ACCOUNT, region=REGION, name=f"sft-{state}")
-    return SftHost(instance, **options).bring_to(state)  # type: ignore[arg-type]
-
-
-def sent_scripts(world: SsmWorld, instance_id: str) -> list[str]:
-    """Which SFT script each command sent to an instance was, in order."""
-    names = ("sft_install", "sft_reset", "sft_detect")
-    return [
-        name
-        for command in world.commands
-        if instance_id in command.instance_ids
-        for name in names
-        if _is_script(command.script, name)
-    ]
-
-
-def _is_script(text: str, name: str) -> bool:
-    # Each bundled script names itself in its header comment or its script_name variable.
-    markers = {
-        "sft_detect": "is it installed, running and enrolled?",
-        "sft_install": 'script_name="sft_install"',
-        "sft_reset": 'script_name="sft_reset"',
-    }
-    return markers[name] in text
 
 
 def test_auto_fixes_each_host_as_it_needs_and_leaves_the_healthy_one_alone(
@@ -344,11 +186,11 @@ def test_the_token_from_the_environment_is_used_when_no_block_is_saved(
     assert TOKEN not in event.model_dump_json()
 
 
-def test_the_token_appears_nowhere_after_a_run(
+def test_the_instances_read_the_token_themselves_and_it_travels_nowhere_else(
     ssm_world: SsmWorld, provider_slug: str, token_block: str, data_dir: Path
 ) -> None:
-    missing = host(ssm_world, "missing", leak_token_on_start=True)
-    stopped = host(ssm_world, "stopped", leak_token_on_start=True)
+    missing = host(ssm_world, "missing")
+    stopped = host(ssm_world, "stopped")
 
     state = sft_fixer(
         instances=[missing.target, stopped.target],
@@ -361,19 +203,80 @@ def test_the_token_appears_nowhere_after_a_run(
     result: SftFixerResult = state.result()
 
     assert {o.verdict for o in result.outcomes} == {SftVerdict.FIXED}
-    # The token did travel: in the scripts sent (which SSM's command history keeps) ...
-    sent = [c for c in ssm_world.commands if _is_script(c.script, "sft_install")]
-    assert sent and TOKEN in sent[0].script
-    # ... and back, in the output of the leaky systemctl, where the flow redacted it.
-    installed = Store.default().latest_executions(None, "sft-fixer", "install")
-    assert REDACTED in installed[missing.id].stderr
-
+    assert sent_scripts(ssm_world, missing.id)[1] == "sft_install"
+    assert sent_scripts(ssm_world, stopped.id)[1] == "sft_reset"
+    # Each instance read it once, decrypted, from the parameter the flow made for this run ...
     flow_run_id = state.state_details.flow_run_id
+    parameter = f"/cloudops-flows/sft-enrollment-token/{flow_run_id}"
+    reads = sorted((r.instance_id, r.name, r.decrypted, r.answer) for r in ssm_world.secret_reads)
+    assert reads == sorted((h.id, parameter, True, "value") for h in (missing, stopped))
+    assert missing.file("/var/lib/sftd/enrollment.token").exists() is False  # enrolled: gone
+    assert stopped.enrollments() == 2
+    # ... which is gone now the scripts have run.
+    assert ssm_backends[ACCOUNT][REGION].get_parameter(parameter) is None
+    leaks = [place for place, text in _what_aws_and_the_instances_keep(ssm_world) if TOKEN in text]
+    assert leaks == []
     seen = [result.model_dump_json(), Path(result.report_path).read_text()]
     seen += _store_contents(data_dir)
     seen += _prefect_records(flow_run_id)
-    leaks = [text[:200] for text in seen if TOKEN in text]
-    assert leaks == []
+    assert [text[:200] for text in seen if TOKEN in text] == []
+
+
+def _what_aws_and_the_instances_keep(world: SsmWorld) -> list[tuple[str, str]]:
+    """Every command as ``ListCommands`` shows it (parameters, comment), every output an
+    instance gave, and every script file the agent wrote on an instance."""
+    now = time.time()
+    kept = [(f"command {c.command_id}", json.dumps(c.summary(now))) for c in world.commands]
+    for command in world.commands:
+        for invocation in command.invocations.values():
+            outcome = invocation.outcome
+            assert outcome is not None, "an invocation still running"
+            kept.append((f"output of {invocation.instance_id}", outcome.stdout + outcome.stderr))
+    scripts = [
+        path
+        for command in world.commands
+        for instance_id in command.instance_ids
+        for path in world.instance(instance_id).root.rglob("_script.sh")
+    ]
+    assert len(scripts) >= len(world.commands), "the agent wrote no script file to look in"
+    kept += [(str(path), path.read_text()) for path in scripts]
+    return kept
+
+
+@pytest.mark.parametrize("leak", ["plain", "base64", "split"])
+def test_a_token_a_host_prints_back_is_redacted_from_what_the_flow_keeps(
+    ssm_world: SsmWorld, provider_slug: str, token_block: str, data_dir: Path, leak: str
+) -> None:
+    missing = host(ssm_world, "missing", leak=leak)
+
+    state = sft_fixer(
+        instances=[missing.target],
+        provider=provider_slug,
+        token_block=token_block,
+        return_state=True,
+        **QUICK,
+    )
+
+    assert {o.verdict for o in state.result().outcomes} == {SftVerdict.FIXED}
+    installed = Store.default().latest_executions(None, "sft-fixer", "install")
+    assert REDACTED in installed[missing.id].stderr
+    seen = _store_contents(data_dir) + _prefect_records(state.state_details.flow_run_id)
+    assert [text[:200] for text in seen if TOKEN in _unwrapped(text)] == []
+
+
+def _unwrapped(text: str) -> str:
+    """``text`` as a person would read the token out of it: without line breaks and colour
+    codes, and with every base64 run decoded."""
+    plain = re.sub(r"\x1b\[[0-9;]*m|\s", "", text)
+    decoded = [plain]
+    for run in re.findall(r"[A-Za-z0-9+/]{24,}={0,2}", plain):
+        for start in range(4):  # a run cut by a redaction starts anywhere in a group
+            part = run[start:]
+            try:
+                decoded.append(base64.b64decode(part + "=" * (-len(part) % 4)).decode("latin-1"))
+            except ValueError:
+                continue
+    return "\n".join(decoded)
 
 
 def _store_contents(data_dir: Path) -> list[str]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from threading import Barrier
 
 from flows.store import Store
-from providers.base import CommandRef
+from providers.base import Chunk, CommandRef, Target
 
 
 def make_ref(command_id: str, chunk_key: str = "a1b2c3d4e5f6a7b8c9d0") -> CommandRef:
@@ -56,3 +56,30 @@ def test_racing_writers_of_one_chunk_agree_on_one_command(database_url: str):
     with ThreadPoolExecutor(writers) as pool:
         seen = set(pool.map(record, range(writers)))
     assert len(seen) == 1
+
+
+def _chunk(key: str = "a1b2c3d4e5f6a7b8c9d0") -> Chunk:
+    return Chunk(
+        key=key,
+        account_id="012345678901",
+        region="us-gov-west-1",
+        targets=[
+            Target(instance_id=i, account_id="012345678901", region="us-gov-west-1")
+            for i in ("i-0123456789abcdef0", "i-0123456789abcdef1")
+        ],
+    )
+
+
+def test_an_intent_to_send_is_found_again_and_the_first_one_keeps_its_time(store: Store):
+    assert store.find_send_intent("flow-1/qc", _chunk().key) is None
+
+    first = store.record_send_intent("flow-1/qc", _chunk())
+    again = store.record_send_intent("flow-1/qc", _chunk())
+
+    assert again == first == store.find_send_intent("flow-1/qc", _chunk().key)
+    assert first.instance_ids == ["i-0123456789abcdef0", "i-0123456789abcdef1"]
+    assert first.recorded_at.tzinfo is not None
+    assert store.find_send_intent("flow-2/qc", _chunk().key) is None
+    assert store.find_send_intent("flow-1/qc", "another-chunk") is None
+    # An intent is not a sent command: nothing to re-attach to without looking it up.
+    assert store.find_command("flow-1/qc", _chunk().key) is None

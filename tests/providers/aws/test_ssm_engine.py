@@ -4,16 +4,14 @@ expired tokens, deadlines, and every way an invocation can end."""
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
-from botocore.exceptions import ConnectionClosedError
 
 from providers.aws import provider as aws_provider
-from providers.aws.clients import ServiceName, make_client
 from providers.aws.errors import AwsError
 from providers.aws.provider import AwsProvider
 from providers.base import (
@@ -223,7 +221,8 @@ def test_send_passes_the_request_through(fleet: Fleet):
     command = fleet.world.commands[0]
     assert command.document.name == "AWS-RunShellScript"
     assert command.execution_timeout == 45 and command.delivery_timeout == 120
-    assert command.comment == "CHG0042 run 7"
+    # The request's comment, then the marker that finds the command of this chunk again.
+    assert re.fullmatch(r"CHG0042 run 7 #[0-9a-f]{20}", command.comment)
     assert (command.max_concurrency, command.max_errors) == ("50%", "1")
     assert [r.stdout for r in results] == ["one\ntwo\n"] * 2
 
@@ -310,30 +309,48 @@ def test_a_send_throttled_past_botocores_retries_is_sent_again_once(fleet: Fleet
     assert set(fleet.world.send_commands_per_instance.values()) == {1}
 
 
-def test_a_send_whose_answer_was_lost_is_not_sent_again(
+def test_a_send_whose_answer_was_lost_is_found_and_runs_once(fleet: Fleet):
+    instances = fleet.add(2, HOME_ACCOUNT, "us-east-1")
+    # SSM accepts the command; the connection closes before its answer arrives.
+    fleet.world.lose_answers("SendCommand")
+
+    batch = fleet.provider().execute_script_batch(targets_of(instances), SIZED_OUTPUT)
+
+    assert [r.status for r in batch.results] == [ResultStatus.SUCCESS] * 2
+    # botocore did not repeat it on its own, and the engine did not send it again: it found
+    # the command in SSM's history by the chunk marker at the end of its comment.
+    assert fleet.calls("SendCommand") == 1
+    assert set(fleet.world.send_commands_per_instance.values()) == {1}
+    assert fleet.calls("ListCommands") == 1
+    [command] = fleet.world.commands
+    assert {r.command_id for r in batch.results} == {command.command_id}
+
+
+def test_find_sent_picks_the_chunks_own_command_by_the_marker_in_its_comment(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setattr(aws_provider, "SEND_LOOKUP_SETTLE", timedelta(0))
     instances = fleet.add(2, HOME_ACCOUNT, "us-east-1")
-    provider = fleet.provider(max_attempts=1)
-    lost: list[str] = []
+    provider = fleet.provider()
+    since = datetime.now(UTC)
+    # Two runs' commands to the same instances, and a chunk of a third that was never sent.
+    mine, theirs, unsent = (
+        ScriptRequest(script=SIZED_OUTPUT, comment=f"CHG0042 run-script {name}")
+        for name in ("mine", "theirs", "unsent")
+    )
+    [chunk] = provider.prepare(targets_of(instances), mine).chunks
+    [their_chunk] = provider.prepare(targets_of(instances), theirs).chunks
+    [unsent_chunk] = provider.prepare(targets_of(instances), unsent).chunks
+    sent = provider.send(chunk, mine)
+    provider.send(their_chunk, theirs)
 
-    def lose_the_answer(request: AWSPreparedRequest, **_: object) -> None:
-        # Called after the emulator answered: the command exists, its answer never arrives.
-        lost.append(request.url)
-        raise ConnectionClosedError(endpoint_url=request.url)
+    found = provider.find_sent(chunk, mine, since)
 
-    def lossy_client(session: Any, service: ServiceName, region: str, config: Any) -> Any:
-        client = make_client(session, service, region, config)
-        client.meta.events.register("before-send.ssm.SendCommand", lose_the_answer)
-        return client
-
-    monkeypatch.setattr(aws_provider, "make_client", lossy_client)
-
-    batch = provider.execute_script_batch(targets_of(instances), SIZED_OUTPUT)
-
-    for result in batch.results:
-        assert result.status is ResultStatus.ERROR
-        assert "SendCommand to 2 instance(s) failed in account 111111111111" in result.error
-        assert "may have gone out" in result.error
-    # botocore's own retry (max_attempts=1) repeats it once; the engine adds no send at all.
-    assert len(lost) == 2
+    assert found is not None and found.command_id == sent.command_id
+    assert found.instance_ids == sent.instance_ids and found.deadline > found.sent_at
+    assert provider.find_sent(unsent_chunk, unsent, since) is None
+    assert fleet.calls("ListCommands") == 2
+    # The lookup asks SSM where the chunk was sent.
+    assert {r.region for r in fleet.world.requests if r.operation == "ListCommands"} == {
+        "us-east-1"
+    }

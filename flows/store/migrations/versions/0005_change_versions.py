@@ -4,7 +4,7 @@ so that ``cloudops changes diff`` can say what the latest version added, removed
 Every change already stored gets its current list as version 1.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-08
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

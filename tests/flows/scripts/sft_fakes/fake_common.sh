@@ -1,12 +1,10 @@
-# Sourced by every fake command of the SFT script tests. A fake records its call, notices an
-# enrollment token leaking into its environment, and changes only the sandbox under
-# $CLOUDOPS_ROOT, the way the real command would change the host.
+# Sourced by every fake command of the SFT script tests. A fake records its call and its
+# environment (so a test sees whether a secret reached either), and changes only the sandbox
+# under $CLOUDOPS_ROOT, the way the real command would change the host.
 root="${CLOUDOPS_ROOT:?fakes run only inside a test sandbox with CLOUDOPS_ROOT set}"
 fake_name="${0##*/}"
 printf '%s %s\n' "$fake_name" "$*" >>"${FAKE_CALLS_LOG:?FAKE_CALLS_LOG is not set}"
-if [ -n "${SFT_ENROLLMENT_TOKEN+set}" ]; then
-    printf '%s\n' "$fake_name" >>"$FAKE_CALLS_LOG.token-in-environment"
-fi
+env >>"$FAKE_CALLS_LOG.environments"
 
 pkgdb="$root/var/lib/fake-pkgdb"
 
