@@ -52,9 +52,16 @@ def interpreter_for(name: str) -> Interpreter:
     return Interpreter.POWERSHELL if name.endswith(".ps1") else Interpreter.BASH
 
 
+# PowerShell's single-quote characters: the ASCII one and the four typographic ones, which the
+# tokenizer also accepts to open, close or escape a verbatim string (language specification,
+# section 2.3.5.2). Word processors and ticket systems turn ' into ’ on their own.
+_POWERSHELL_SINGLE_QUOTES = re.compile("['\u2018\u2019\u201a\u201b]")
+
+
 def _quote_powershell(value: str) -> str:
-    # In a single-quoted PowerShell string only the quote itself is special; it is doubled.
-    return "'" + value.replace("'", "''") + "'"
+    # In a single-quoted PowerShell string only the quote characters are special; each is
+    # doubled, so it stays inside the string as itself.
+    return "'" + _POWERSHELL_SINGLE_QUOTES.sub(lambda m: m.group() * 2, value) + "'"
 
 
 def render_script(
