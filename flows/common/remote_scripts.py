@@ -54,7 +54,7 @@ def interpreter_for(name: str) -> Interpreter:
 
 # PowerShell's single-quote characters: the ASCII one and the four typographic ones, which the
 # tokenizer also accepts to open, close or escape a verbatim string (language specification,
-# section 2.3.5.2). Word processors and ticket systems turn ' into ’ on their own.
+# section 2.3.5.2). Word processors and ticket systems turn ' into U+2019 on their own.
 _POWERSHELL_SINGLE_QUOTES = re.compile("['\u2018\u2019\u201a\u201b]")
 
 
