@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.common.text import first_line, one_line
+from flows.common.text import first_line, markdown_text
 from providers.base import BatchResult, ScriptResult
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -47,11 +46,9 @@ def result_rows(results: Iterable[ScriptResult]) -> list[dict[str, Any]]:
 
 
 def table_cell(value: Any) -> str:
-    """``value`` as one markdown table cell: one line, no HTML, its pipes escaped."""
-    text = html.escape(one_line(str(value)), quote=False)
-    # A backslash first, so that a `\|` in the text cannot turn the escape of its pipe back
-    # into a cell separator.
-    return text.replace("\\", "\\\\").replace("|", "\\|")
+    """``value`` as one markdown table cell: one line of words, no HTML or markup, its pipes
+    escaped (``markdown_text``), so neither a pipe nor a backslash before one splits it."""
+    return markdown_text(str(value))
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -71,8 +68,19 @@ def status_counts(batch: BatchResult) -> str:
 
 
 def publish_table(key: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
-    """A table artifact."""
-    create_table_artifact(key=key, table=[dict(row) for row in rows], description=description)
+    """A table artifact. The Prefect UI renders each cell as markdown, so text cells are
+    escaped as in a markdown table; numbers and flags stay as they are."""
+    create_table_artifact(
+        key=key,
+        table=[
+            {
+                column: table_cell(value) if isinstance(value, str) else value
+                for column, value in row.items()
+            }
+            for row in rows
+        ],
+        description=markdown_text(description),
+    )
 
 
 def publish_results_table(key: str, batch: BatchResult, description: str) -> None:
@@ -81,8 +89,8 @@ def publish_results_table(key: str, batch: BatchResult, description: str) -> Non
 
 
 def publish_markdown(key: str, markdown: str, description: str) -> None:
-    """A markdown artifact."""
-    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    """A markdown artifact (``markdown`` is built from escaped parts by the report modules)."""
+    create_markdown_artifact(key=key, markdown=markdown, description=markdown_text(description))
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:
