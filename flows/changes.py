@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,15 @@ _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _SCIENTIFIC = re.compile(r"[0-9](?:[.,][0-9]+)?[eE][+]?[0-9]+")
 _NAME_MAX = 255
 _SHOWN_MAX = 40
+
+# Limits of one change file (documented in the README). A change names at most this many
+# instances; a file past them is refused before its rows are checked, so a runaway export
+# costs a second, not minutes and gigabytes.
+MAX_CHANGE_FILE_BYTES = 5 * 1024 * 1024
+MAX_CHANGE_ROWS = 10_000
+# The refusal lists this many problems and counts the rest: it becomes the failed run's
+# state message in Prefect, which a person reads.
+MAX_PROBLEMS_LISTED = 100
 
 CHANGE_NUMBER = "change_number"
 INSTANCE_ID = "instance_id"
@@ -88,10 +98,12 @@ class ChangeFileProblem(NamedTuple):
 
 
 class ChangeFileError(ValueError):
-    """A change file that cannot be used; ``problems`` lists everything wrong with it."""
+    """A change file that cannot be used. ``problems`` holds the first
+    ``MAX_PROBLEMS_LISTED`` things wrong with it, in row order; ``problem_count`` counts all."""
 
     def __init__(self, problems: list[ChangeFileProblem], header_row: int = 1) -> None:
-        self.problems = problems
+        self.problems = problems[:MAX_PROBLEMS_LISTED]
+        self.problem_count = len(problems)
         self.header_row = header_row
         summary = f"Change file rejected ({_count(problems, 'problem')}"
         if any(problem.row for problem in problems):
@@ -101,8 +113,15 @@ class ChangeFileError(ValueError):
             )
         lines = [
             f"{summary}); fix these and submit it again:",
-            *(problem.describe() for problem in problems),
+            *(problem.describe() for problem in self.problems),
         ]
+        unlisted = len(problems) - len(self.problems)
+        if unlisted:
+            lines.append(
+                f"... and {unlisted} more {'problem' if unlisted == 1 else 'problems'} not "
+                f"listed (only the first {MAX_PROBLEMS_LISTED} are); fix the ones above and "
+                "submit the file again to see the rest."
+            )
         super().__init__("\n".join(lines))
 
 
@@ -132,11 +151,12 @@ def parse_change_csv(text: str | bytes) -> ChangeSpec:
 
     Raises ``ChangeFileError`` listing every problem when any row is bad.
     """
+    _check_size(len(text), "bytes" if isinstance(text, bytes) else "characters")
     if isinstance(text, bytes):
         text = _decode(text)
-    records = _read_records(text.removeprefix("\ufeff"))
-    header_index = next((i for i, cells in enumerate(records) if not _is_blank(cells)), None)
-    if header_index is None:
+    records = _records(text.removeprefix("\ufeff"))
+    header = next(((row, cells) for row, cells in records if not _is_blank(cells)), None)
+    if header is None:
         raise ChangeFileError(
             [
                 ChangeFileProblem(
@@ -147,12 +167,39 @@ def parse_change_csv(text: str | bytes) -> ChangeSpec:
                 )
             ]
         )
-    header_row = header_index + 1
-    reader = _RowReader(records[header_index], header_row)
-    for index in range(header_index + 1, len(records)):
-        if not _is_blank(records[index]):
-            reader.read_row(index + 1, records[index])
+    header_row, header_cells = header
+    reader = _RowReader(header_cells, header_row)
+    for row, cells in records:
+        if _is_blank(cells):
+            continue
+        if reader.data_rows == MAX_CHANGE_ROWS:
+            raise ChangeFileError([_too_many_rows(row)], header_row)
+        reader.read_row(row, cells)
     return reader.finish()
+
+
+def _check_size(size: int, unit: str) -> None:
+    if size > MAX_CHANGE_FILE_BYTES:
+        raise ChangeFileError(
+            [
+                ChangeFileProblem(
+                    None,
+                    None,
+                    f"the file is {size:,} {unit} long; a change file may be at most "
+                    f"{MAX_CHANGE_FILE_BYTES:,} bytes ({MAX_CHANGE_FILE_BYTES // 2**20} MB) and "
+                    f"{MAX_CHANGE_ROWS:,} instance rows: split the change into several",
+                )
+            ]
+        )
+
+
+def _too_many_rows(row: int) -> ChangeFileProblem:
+    return ChangeFileProblem(
+        row,
+        None,
+        f"more than {MAX_CHANGE_ROWS:,} instance rows (the rest of the file was not read); "
+        f"a change may name at most {MAX_CHANGE_ROWS:,} instances: split it into several",
+    )
 
 
 def load_change_input(value: str) -> ChangeSpec:
@@ -413,13 +460,16 @@ def _check_region(value: str) -> tuple[str | None, str | None]:
     region = value.lower()
     if is_known_region(region):
         return region, None
+    return None, f"unknown region {_show(value)} ({_region_hint(region)})"
+
+
+@functools.lru_cache(maxsize=256)
+def _region_hint(region: str) -> str:
+    # Cached: a file of many rows usually repeats one wrong region, and matching is slow.
     close = difflib.get_close_matches(region, _ALL_REGIONS, n=2, cutoff=0.8)
-    hint = (
-        "did you mean " + " or ".join(repr(c) for c in close) + "?"
-        if close
-        else "a region of AWS Commercial or GovCloud, e.g. us-east-1 or us-gov-west-1"
-    )
-    return None, f"unknown region {_show(value)} ({hint})"
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "a region of AWS Commercial or GovCloud, e.g. us-east-1 or us-gov-west-1"
 
 
 def _check_platform(value: str) -> tuple[str | None, str | None]:
@@ -454,16 +504,17 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _read_records(text: str) -> list[list[str]]:
-    records: list[list[str]] = []
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(row number as a spreadsheet counts it, cells) of each record, read as needed."""
     reader = csv.reader(io.StringIO(text, newline=""))
+    row = 0
     try:
-        records.extend(reader)
+        for row, cells in enumerate(reader, start=1):
+            yield row, cells
     except csv.Error as exc:
         raise ChangeFileError(
-            [ChangeFileProblem(len(records) + 1, None, f"cannot be read as CSV: {exc}")]
+            [ChangeFileProblem(row + 1, None, f"cannot be read as CSV: {exc}")]
         ) from None
-    return records
 
 
 def _is_blank(cells: list[str]) -> bool:
