@@ -12,7 +12,9 @@ import csv
 import difflib
 import functools
 import io
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from flows.common.settings import get_settings
 from providers.base import Platform, Target
 from providers.partitions import PARTITIONS, is_known_region
 
@@ -202,57 +205,77 @@ def _too_many_rows(row: int) -> ChangeFileProblem:
     )
 
 
-def load_change_input(value: str) -> ChangeSpec:
-    """A change from a CSV file path or from CSV text.
+def load_change_input(value: str, changes_dir: Path | None = None) -> ChangeSpec:
+    """A change from CSV text, or from a CSV file in the changes directory.
 
-    ``value`` is read as a path when such a file exists, else as CSV text when it holds a
-    newline or a comma; anything else is taken for a path that does not exist.
+    ``value`` is CSV text when it holds a line break; else the name or path of a file inside
+    ``changes_dir`` (default: the ``CLOUDOPS_CHANGES_DIR`` setting) when there is one; else
+    CSV text when it holds a comma. A path anywhere else (``/proc/self/mem``, ``../x``, a
+    symbolic link out of the directory) is refused with a message saying where change files
+    go: a flow parameter must not make the worker read its own files.
     """
     if not value.strip():
-        raise ChangeFileError(
-            [ChangeFileProblem(None, None, "no change given: pass a CSV file path or CSV text")]
+        raise _refusal(
+            "no change given: pass the CSV text, or the name of a CSV file in "
+            "the changes directory"
         )
-    path = _existing_path(value)
-    if path is not None:
-        return parse_change_csv(path.read_bytes())
-    if "\n" in value or "\r" in value or "," in value:
+    if "\n" in value or "\r" in value:
         return parse_change_csv(value)
-    path = _as_path(value) or Path(value.strip())
-    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-    raise ChangeFileError(
-        [
-            ChangeFileProblem(
-                None,
-                None,
-                f"no change file at {str(path)!r}{where}; give the path of an existing CSV "
-                "file, or the CSV text itself",
-            )
-        ]
+    directory = (changes_dir or get_settings().changes_dir).expanduser()
+    path, problem = _file_in(directory, value)
+    if path is not None:
+        return parse_change_csv(_read_change_file(path))
+    if "," in value:
+        return parse_change_csv(value)
+    raise _refusal(problem or f"{_show(value)} is not a change file")
+
+
+def _refusal(message: str) -> ChangeFileError:
+    return ChangeFileError([ChangeFileProblem(None, None, message)])
+
+
+def _file_in(directory: Path, value: str) -> tuple[Path | None, str | None]:
+    """(the file ``value`` names inside ``directory``, None), or (None, why it is not one)."""
+    where = (
+        f"change files go in the changes directory {str(directory)!r} (setting "
+        "CLOUDOPS_CHANGES_DIR): save the file there and pass its name, or pass the CSV text"
     )
-
-
-def _as_path(value: str) -> Path | None:
-    """``value`` as a path with ``~`` expanded; None when it cannot be one (``~nobody``)."""
+    if "\0" in value or len(value) > 4096:
+        return None, f"{_show(value)} is not a file name; {where}"
     try:
-        return Path(value.strip()).expanduser()
-    except (RuntimeError, ValueError):
-        return None
-
-
-def _existing_path(value: str) -> Path | None:
-    if "\n" in value or "\r" in value or "\0" in value or len(value) > 4096:
-        return None
-    path = _as_path(value)
-    if path is None:
-        return None
+        home = directory.resolve()
+        candidate = Path(value.strip()).expanduser()
+        resolved = (home / candidate).resolve()  # an absolute candidate replaces home
+    except (OSError, RuntimeError, ValueError):
+        return None, f"{_show(value)} is not a file name; {where}"
+    if not resolved.is_relative_to(home):
+        return None, f"{_show(value)} is outside the changes directory; {where}"
+    if not home.is_dir():
+        return None, (
+            f"the changes directory {str(directory)!r} does not exist: create it and save "
+            f"the change file there (or set CLOUDOPS_CHANGES_DIR), or pass the CSV text"
+        )
     try:
-        if path.is_dir():
-            raise ChangeFileError(
-                [ChangeFileProblem(None, None, f"{_show(value)} is a directory, not a CSV file")]
-            )
-        return path if path.is_file() else None
-    except OSError:  # e.g. a name too long for the file system: then it is not a path
-        return None
+        mode = resolved.stat().st_mode
+    except OSError:
+        return None, f"no change file {_show(value)} in the changes directory; {where}"
+    if stat.S_ISDIR(mode):
+        return None, f"{_show(value)} is a directory, not a CSV file; {where}"
+    if not stat.S_ISREG(mode):
+        return None, f"{_show(value)} is not a regular file; {where}"
+    return resolved, None
+
+
+def _read_change_file(path: Path) -> bytes:
+    """The bytes of a change file, refused unread when it is past the size limit."""
+    try:
+        # O_NOFOLLOW: the path was resolved, so a link appearing there now is someone's trick.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            _check_size(os.fstat(file.fileno()).st_size, "bytes")
+            return file.read(MAX_CHANGE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _refusal(f"cannot read the change file {str(path)!r}: {exc.strerror}") from None
 
 
 # A cell check returns the normalised value, or a problem to report.

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         description="Where flows write their markdown reports (CLOUDOPS_REPORTS_DIR); "
         "default <data_dir>/reports.",
     )
+    changes_dir: Path = Field(
+        default=DEFAULT_DATA_DIR / "changes",
+        description="The only directory a change_csv path may name (CLOUDOPS_CHANGES_DIR); "
+        "default <data_dir>/changes.",
+    )
     max_concurrent_groups: int = Field(
         default=8,
         ge=1,
@@ -48,13 +53,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _reports_under_data_dir(cls, data: Any) -> Any:
-        # The reports default follows CLOUDOPS_DATA_DIR unless set on its own.
-        if isinstance(data, dict) and not data.get("reports_dir") and data.get("data_dir"):
-            data = {**data, "reports_dir": Path(str(data["data_dir"])) / "reports"}
+    def _directories_under_data_dir(cls, data: Any) -> Any:
+        # The reports and changes defaults follow CLOUDOPS_DATA_DIR unless set on their own.
+        if isinstance(data, dict) and data.get("data_dir"):
+            for name in ("reports", "changes"):
+                if not data.get(f"{name}_dir"):
+                    data = {**data, f"{name}_dir": Path(str(data["data_dir"])) / name}
         return data
 
-    @field_validator("data_dir", "reports_dir")
+    @field_validator("data_dir", "reports_dir", "changes_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()

@@ -41,7 +41,8 @@ def select_targets(
     if len(given) != 1:
         raise TargetSelectionError(
             "give exactly one source of targets: `targets`, `change_number` (a stored change), "
-            f"`change_csv` (path or CSV text) or `discovery`; got {given or 'none'}"
+            "`change_csv` (CSV text, or a file in the changes directory) or `discovery`; "
+            f"got {given or 'none'}"
         )
     source = given[0]
     number = validate_change_number(change_number) if change_number else None
