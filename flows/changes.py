@@ -367,6 +367,15 @@ class _RowReader:
     def _cell(self, row: int, values: dict[str, str], column: str, check: _Check) -> str | None:
         if column not in values:
             return None
+        if "\0" in values[column]:
+            # No database takes NUL in text (PostgreSQL refuses it); it is never meant.
+            self._problem(
+                row,
+                column,
+                "contains a NUL character (\\0): retype the cell or export the "
+                "file again from the spreadsheet",
+            )
+            return None
         value, problem = check(values[column])
         if problem:
             self._problem(row, column, problem)
