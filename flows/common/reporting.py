@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.common.private_files import private_directory, write_private_file
 from flows.common.text import first_line, markdown_text
 from providers.base import BatchResult, ScriptResult
 
@@ -94,8 +95,9 @@ def publish_markdown(key: str, markdown: str, description: str) -> None:
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:
-    """Write a markdown report file and return its path."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a markdown report file (0600, in a 0700 directory: reports hold instance
+    output) and return its path."""
+    private_directory(directory)
     path = directory / filename
-    path.write_text(markdown, encoding="utf-8")
+    write_private_file(path, markdown)
     return path

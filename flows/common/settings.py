@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.common.private_files import private_directory
+
 DEFAULT_DATA_DIR = Path("~/.local/share/cloudops-flows")
 DATABASE_FILE_NAME = "cloudops.db"
 
@@ -73,9 +75,9 @@ class Settings(BaseSettings):
         return self
 
     def ensure_data_dir(self) -> Path:
-        """The data directory, created if it does not exist yet."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return self.data_dir
+        """The data directory, created (0700) if it does not exist yet, else tightened to 0700
+        when it is ours: it holds every script's output."""
+        return private_directory(self.data_dir)
 
 
 def get_settings() -> Settings:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
+from flows.common.private_files import PRIVATE_FILE, private_directory, private_file, tighten
 from flows.common.settings import get_settings
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
@@ -124,7 +125,7 @@ def _check_dialect(url: URL) -> None:
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        _sqlite_directory(Path(database).expanduser().parent)
+        _private_sqlite_file(Path(database).expanduser())
     engine = create_engine(url)
 
     @event.listens_for(engine, "connect")
@@ -147,15 +148,34 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
+def _private_sqlite_file(database: Path) -> None:
+    """The database file, created 0600 before SQLite opens it: SQLite gives its -wal, -shm
+    and -journal files the mode of the database file. Files of ours already there are
+    tightened to 0600, and the data directory to 0700."""
+    _sqlite_directory(database.parent)
+    try:
+        private_file(database)
+        for suffix in ("-wal", "-shm", "-journal"):
+            tighten(database.with_name(database.name + suffix), PRIVATE_FILE)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot use the SQLite file {str(database)!r} of DATABASE_URL: {exc.strerror}; "
+            "check that the file and its directory are writable by this worker's user"
+        ) from None
+
+
 def _sqlite_directory(directory: Path) -> None:
-    """The data directory is created on first use; any other directory must exist already,
-    so that a mistyped ``DATABASE_URL`` does not scatter databases over the disk."""
-    if directory.is_dir():
-        return
+    """The data directory is created on first use (0700); any other directory must exist
+    already, so that a mistyped ``DATABASE_URL`` does not scatter databases over the disk."""
     data_dir = get_settings().data_dir
-    if directory.absolute() == data_dir.absolute():
+    is_data_dir = directory.absolute() == data_dir.absolute()
+    if directory.is_dir():
+        if is_data_dir:
+            private_directory(directory)
+        return
+    if is_data_dir:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            private_directory(directory)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the data directory {str(directory)!r} for the record store: "
