@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from flows.common.settings import get_settings
 from providers.base import Platform, Target
-from providers.partitions import PARTITIONS, is_known_region
+from providers.partitions import PARTITIONS, foreign_partition, is_known_region
 
 _CHANGE_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,50}")
 _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
@@ -492,12 +492,22 @@ def _check_region(value: str) -> tuple[str | None, str | None]:
     region = value.lower()
     if is_known_region(region):
         return region, None
-    return None, f"unknown region {_show(value)} ({_region_hint(region)})"
+    return None, _region_refusal(region, _show(value))
 
 
 @functools.lru_cache(maxsize=256)
-def _region_hint(region: str) -> str:
+def _region_refusal(region: str, shown: str) -> str:
     # Cached: a file of many rows usually repeats one wrong region, and matching is slow.
+    foreign = foreign_partition(region)
+    if foreign is not None:
+        return (
+            f"{shown} is a region of {foreign}, which these flows do not serve (only AWS "
+            "Commercial and AWS GovCloud)"
+        )
+    return f"unknown region {shown} ({_region_hint(region)})"
+
+
+def _region_hint(region: str) -> str:
     close = difflib.get_close_matches(region, _ALL_REGIONS, n=2, cutoff=0.8)
     if close:
         return "did you mean " + " or ".join(repr(c) for c in close) + "?"

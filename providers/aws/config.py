@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.base import PollSchedule
-from providers.partitions import Environment
+from providers.partitions import Environment, region_problem
 
 
 class AwsProviderConfig(BaseModel):
@@ -34,3 +34,17 @@ class AwsProviderConfig(BaseModel):
     )
     max_attempts: int = Field(default=8, ge=1, le=20, description="botocore retry attempts")
     max_concurrent_groups: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("default_regions")
+    @classmethod
+    def _served_regions(cls, regions: tuple[str, ...]) -> tuple[str, ...]:
+        # Each default region gets the credentials of its own partition; a region of no
+        # partition served here (China, ISO, a typo) is refused before any provider exists.
+        problems = [
+            problem
+            for index, region in enumerate(regions)
+            if (problem := region_problem(region, f"default_regions[{index}]")) is not None
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return regions

@@ -50,6 +50,7 @@ from providers.partitions import (
     partition_for,
     partition_of_arn,
     partition_of_region,
+    region_problem,
 )
 
 if TYPE_CHECKING:
@@ -551,11 +552,11 @@ class CredentialResolver:
         return cast("STSClient", make_client(session, "sts", region, self._config))
 
     def _partition_of(self, region: str) -> Partition:
-        if not looks_like_region(region):
-            raise AwsError(
-                f"{region!r} is not an AWS region name (like us-east-1 or us-gov-west-1); "
-                "fix the target's region."
-            )
+        # Only regions of the two partitions served: a China or ISO region (or a typo) would
+        # otherwise be taken for Commercial and signed with its keys.
+        problem = region_problem(region)
+        if problem is not None:
+            raise AwsError(problem, code="UnknownRegion")
         return partition_of_region(region)
 
     def _sts_region(self, partition: Partition) -> str:
