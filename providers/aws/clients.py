@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import boto3
 from botocore.client import BaseClient
@@ -16,16 +16,26 @@ ServiceName = Literal["ssm", "sts", "ec2", "s3", "organizations"]
 
 # Lets AWS-side logs (CloudTrail user agent) tell these flows' calls apart from others.
 _USER_AGENT_EXTRA = "cloudops-flows"
+# A botocore Config option (botocore >= 1.31) that the type stubs installed here predate.
+_IGNORE_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": True}
 
 
 def client_config(config: AwsProviderConfig, region: str) -> Config:
     """botocore settings for every client: adaptive retry mode, so throttling slows the client
     down instead of failing it; ``config.max_attempts`` is the number of retries after the
-    first attempt (botocore's meaning of ``max_attempts``)."""
+    first attempt (botocore's meaning of ``max_attempts``).
+
+    Endpoint overrides of the worker's environment and AWS config file (``AWS_ENDPOINT_URL``,
+    ``AWS_ENDPOINT_URL_SSM`` and the other ``AWS_ENDPOINT_URL_<SERVICE>``, ``endpoint_url``
+    and ``services`` sections) are ignored: they would send requests signed with one
+    partition's keys to whatever host they name. The one override is the block's own
+    ``endpoint_url`` (a VPC endpoint, a test server), an explicit setting of the provider.
+    """
     return Config(
         region_name=region,
         retries={"mode": "adaptive", "max_attempts": config.max_attempts},
         user_agent_extra=_USER_AGENT_EXTRA,
+        **_IGNORE_CONFIGURED_ENDPOINTS,
     )
 
 
@@ -35,7 +45,8 @@ def endpoint_for(service: ServiceName, region: str, config: AwsProviderConfig) -
     ``config.endpoint_url`` (a VPC endpoint, a test server) wins. STS always gets the regional
     endpoint of the region's partition: the global ``sts.amazonaws.com`` does not exist in
     GovCloud and would send GovCloud keys to the commercial partition. Other services use
-    boto3's own resolution (``None``).
+    botocore's resolution for the region (``None``), which stays in the region's partition
+    because configured endpoint overrides are ignored (``client_config``).
     """
     if config.endpoint_url:
         return config.endpoint_url

@@ -174,3 +174,29 @@ def test_a_target_in_a_region_outside_both_partitions_is_refused_alone_before_an
     assert refused.status is ResultStatus.ERROR and refused.command_id is None
     assert repr(region) in (refused.error or "") and "nothing was sent" in (refused.error or "")
     assert {r.region for r in ssm_world.requests} == {"us-east-1"}
+
+
+def test_endpoint_overrides_in_the_environment_do_not_redirect_signed_calls(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    targets = _fleet(ssm_world)
+    _set_legacy_keys(ssm_world, monkeypatch, "com", "gov")
+    # What an attacker (or a forgotten test setting) on the worker could set: every form
+    # botocore reads, in the environment and in the AWS config file.
+    for name in ("", "_SSM", "_STS", "_EC2", "_S3"):
+        host = f"collector{name.lower().replace('_', '-')}.example"
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL{name}", f"https://{host}")
+    config = tmp_path / "aws-config-with-endpoints"
+    config.write_text(
+        "[default]\nendpoint_url = https://collector-config.example\nservices = grab\n\n"
+        "[services grab]\nssm =\n  endpoint_url = https://collector-config-ssm.example\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+    result = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws)
+
+    assert result.batch.success_count == len(targets)
+    hosts = Counter(r.host for r in ssm_world.requests)
+    assert all(host.endswith(".amazonaws.com") for host in hosts), hosts
+    for request in ssm_world.requests:
+        assert request.host == f"{request.service}.{request.region}.amazonaws.com", request
