@@ -9,11 +9,14 @@ U+201A, U+201B), and two of them in a row stand for one quote inside it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.common.remote_scripts import render_script
+import flows
+from flows.common.remote_scripts import available_scripts, load_script, render_script
 from providers.base import Interpreter
 
 POWERSHELL_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
@@ -77,3 +80,15 @@ def test_any_value_reads_back_whole_in_powershell(value: str) -> None:
 def test_a_nul_byte_is_refused_before_any_text_is_made() -> None:
     with pytest.raises(ValueError, match="V contains a NUL byte"):
         render_script("Write-Output 1\n", {"V": "a\0b"}, Interpreter.POWERSHELL)
+
+
+def test_a_script_travels_with_the_library_it_includes_written_in() -> None:
+    library = (
+        Path(flows.__file__).parent / "scripts" / "linux" / "lib" / "change_folder.sh"
+    ).read_text()
+
+    for name in ("linux/qc.sh", "linux/stage_kernel.sh", "linux/collect_prep_reports.sh"):
+        text = load_script(name)
+        assert "# cloudops-include:" not in text
+        assert text.count(library.rstrip("\n")) == 1
+    assert "linux/lib/change_folder.sh" not in available_scripts()
