@@ -19,6 +19,7 @@ import pytest
 from flows.common.remote_scripts import load_script
 from tests.flows.scripts.fake_linux_hosts import LinuxSandbox
 from tests.flows.scripts.test_qc_script import PATCHER, serve
+from tests.flows.scripts.test_sft_scripts import TOKEN, FakeHost
 
 CHANGE = "CHG0012345"
 SHARED = "/var/tmp/cloudops"  # the work directory an old message of ours suggested
@@ -166,3 +167,25 @@ def test_no_message_suggests_a_shared_temporary_directory() -> None:
     assert "/var/tmp" not in (check_workdir("relative/dir") or "")
     for script in [*WRITERS, "linux/collect_prep_reports.sh"]:
         assert "/var/tmp" not in load_script(script)
+
+
+@pytest.mark.parametrize("script", ["linux/sft_install.sh", "linux/sft_reset.sh"])
+@pytest.mark.parametrize("folder", ["/var/lib/sftd", "/etc/sft"])
+def test_the_agent_scripts_refuse_a_token_or_config_folder_that_is_a_link(
+    tmp_path: Path, script: str, folder: str
+) -> None:
+    host = FakeHost(tmp_path / "host", "rhel")
+    if script.endswith("reset.sh"):
+        assert host.run("linux/sft_install.sh", {"SFT_ENROLLMENT_TOKEN": TOKEN}).returncode == 0
+        host.file(folder).rename(host.file(folder + ".real"))
+    elsewhere = host.file("/tmp/collected")
+    elsewhere.mkdir(parents=True)
+    host.file(folder).parent.mkdir(parents=True, exist_ok=True)
+    host.file(folder).symlink_to(elsewhere)
+
+    result = host.run(script, {"SFT_ENROLLMENT_TOKEN": TOKEN})
+
+    assert result.returncode == 2
+    assert f"{folder} is a symbolic link" in result.stderr
+    assert result.last_line == "SFT_ACTION_RESULT=failed:unsafe_directory"
+    assert list(elsewhere.iterdir()) == []
