@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import io
+import os
 import re
+import stat
 from collections import Counter
-from collections.abc import Callable, Sized
+from collections.abc import Callable, Iterator, Sized
 from pathlib import Path
 from typing import NamedTuple
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from flows.common.settings import get_settings
 from providers.base import Platform, Target
-from providers.partitions import PARTITIONS, is_known_region
+from providers.partitions import PARTITIONS, foreign_partition, is_known_region
 
 _CHANGE_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,50}")
 _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
@@ -29,6 +33,15 @@ _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _SCIENTIFIC = re.compile(r"[0-9](?:[.,][0-9]+)?[eE][+]?[0-9]+")
 _NAME_MAX = 255
 _SHOWN_MAX = 40
+
+# Limits of one change file (documented in the README). A change names at most this many
+# instances; a file past them is refused before its rows are checked, so a runaway export
+# costs a second, not minutes and gigabytes.
+MAX_CHANGE_FILE_BYTES = 5 * 1024 * 1024
+MAX_CHANGE_ROWS = 10_000
+# The refusal lists this many problems and counts the rest: it becomes the failed run's
+# state message in Prefect, which a person reads.
+MAX_PROBLEMS_LISTED = 100
 
 CHANGE_NUMBER = "change_number"
 INSTANCE_ID = "instance_id"
@@ -88,10 +101,12 @@ class ChangeFileProblem(NamedTuple):
 
 
 class ChangeFileError(ValueError):
-    """A change file that cannot be used; ``problems`` lists everything wrong with it."""
+    """A change file that cannot be used. ``problems`` holds the first
+    ``MAX_PROBLEMS_LISTED`` things wrong with it, in row order; ``problem_count`` counts all."""
 
     def __init__(self, problems: list[ChangeFileProblem], header_row: int = 1) -> None:
-        self.problems = problems
+        self.problems = problems[:MAX_PROBLEMS_LISTED]
+        self.problem_count = len(problems)
         self.header_row = header_row
         summary = f"Change file rejected ({_count(problems, 'problem')}"
         if any(problem.row for problem in problems):
@@ -101,8 +116,15 @@ class ChangeFileError(ValueError):
             )
         lines = [
             f"{summary}); fix these and submit it again:",
-            *(problem.describe() for problem in problems),
+            *(problem.describe() for problem in self.problems),
         ]
+        unlisted = len(problems) - len(self.problems)
+        if unlisted:
+            lines.append(
+                f"... and {unlisted} more {'problem' if unlisted == 1 else 'problems'} not "
+                f"listed (only the first {MAX_PROBLEMS_LISTED} are); fix the ones above and "
+                "submit the file again to see the rest."
+            )
         super().__init__("\n".join(lines))
 
 
@@ -132,11 +154,12 @@ def parse_change_csv(text: str | bytes) -> ChangeSpec:
 
     Raises ``ChangeFileError`` listing every problem when any row is bad.
     """
+    _check_size(len(text), "bytes" if isinstance(text, bytes) else "characters")
     if isinstance(text, bytes):
         text = _decode(text)
-    records = _read_records(text.removeprefix("\ufeff"))
-    header_index = next((i for i, cells in enumerate(records) if not _is_blank(cells)), None)
-    if header_index is None:
+    records = _records(text.removeprefix("\ufeff"))
+    header = next(((row, cells) for row, cells in records if not _is_blank(cells)), None)
+    if header is None:
         raise ChangeFileError(
             [
                 ChangeFileProblem(
@@ -147,65 +170,112 @@ def parse_change_csv(text: str | bytes) -> ChangeSpec:
                 )
             ]
         )
-    header_row = header_index + 1
-    reader = _RowReader(records[header_index], header_row)
-    for index in range(header_index + 1, len(records)):
-        if not _is_blank(records[index]):
-            reader.read_row(index + 1, records[index])
+    header_row, header_cells = header
+    reader = _RowReader(header_cells, header_row)
+    for row, cells in records:
+        if _is_blank(cells):
+            continue
+        if reader.data_rows == MAX_CHANGE_ROWS:
+            raise ChangeFileError([_too_many_rows(row)], header_row)
+        reader.read_row(row, cells)
     return reader.finish()
 
 
-def load_change_input(value: str) -> ChangeSpec:
-    """A change from a CSV file path or from CSV text.
-
-    ``value`` is read as a path when such a file exists, else as CSV text when it holds a
-    newline or a comma; anything else is taken for a path that does not exist.
-    """
-    if not value.strip():
+def _check_size(size: int, unit: str) -> None:
+    if size > MAX_CHANGE_FILE_BYTES:
         raise ChangeFileError(
-            [ChangeFileProblem(None, None, "no change given: pass a CSV file path or CSV text")]
+            [
+                ChangeFileProblem(
+                    None,
+                    None,
+                    f"the file is {size:,} {unit} long; a change file may be at most "
+                    f"{MAX_CHANGE_FILE_BYTES:,} bytes ({MAX_CHANGE_FILE_BYTES // 2**20} MB) and "
+                    f"{MAX_CHANGE_ROWS:,} instance rows: split the change into several",
+                )
+            ]
         )
-    path = _existing_path(value)
-    if path is not None:
-        return parse_change_csv(path.read_bytes())
-    if "\n" in value or "\r" in value or "," in value:
-        return parse_change_csv(value)
-    path = _as_path(value) or Path(value.strip())
-    where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-    raise ChangeFileError(
-        [
-            ChangeFileProblem(
-                None,
-                None,
-                f"no change file at {str(path)!r}{where}; give the path of an existing CSV "
-                "file, or the CSV text itself",
-            )
-        ]
+
+
+def _too_many_rows(row: int) -> ChangeFileProblem:
+    return ChangeFileProblem(
+        row,
+        None,
+        f"more than {MAX_CHANGE_ROWS:,} instance rows (the rest of the file was not read); "
+        f"a change may name at most {MAX_CHANGE_ROWS:,} instances: split it into several",
     )
 
 
-def _as_path(value: str) -> Path | None:
-    """``value`` as a path with ``~`` expanded; None when it cannot be one (``~nobody``)."""
-    try:
-        return Path(value.strip()).expanduser()
-    except (RuntimeError, ValueError):
-        return None
+def load_change_input(value: str, changes_dir: Path | None = None) -> ChangeSpec:
+    """A change from CSV text, or from a CSV file in the changes directory.
+
+    ``value`` is CSV text when it holds a line break; else the name or path of a file inside
+    ``changes_dir`` (default: the ``CLOUDOPS_CHANGES_DIR`` setting) when there is one; else
+    CSV text when it holds a comma. A path anywhere else (``/proc/self/mem``, ``../x``, a
+    symbolic link out of the directory) is refused with a message saying where change files
+    go: a flow parameter must not make the worker read its own files.
+    """
+    if not value.strip():
+        raise _refusal(
+            "no change given: pass the CSV text, or the name of a CSV file in "
+            "the changes directory"
+        )
+    if "\n" in value or "\r" in value:
+        return parse_change_csv(value)
+    directory = (changes_dir or get_settings().changes_dir).expanduser()
+    path, problem = _file_in(directory, value)
+    if path is not None:
+        return parse_change_csv(_read_change_file(path))
+    if "," in value:
+        return parse_change_csv(value)
+    raise _refusal(problem or f"{_show(value)} is not a change file")
 
 
-def _existing_path(value: str) -> Path | None:
-    if "\n" in value or "\r" in value or "\0" in value or len(value) > 4096:
-        return None
-    path = _as_path(value)
-    if path is None:
-        return None
+def _refusal(message: str) -> ChangeFileError:
+    return ChangeFileError([ChangeFileProblem(None, None, message)])
+
+
+def _file_in(directory: Path, value: str) -> tuple[Path | None, str | None]:
+    """(the file ``value`` names inside ``directory``, None), or (None, why it is not one)."""
+    where = (
+        f"change files go in the changes directory {str(directory)!r} (setting "
+        "CLOUDOPS_CHANGES_DIR): save the file there and pass its name, or pass the CSV text"
+    )
+    if "\0" in value or len(value) > 4096:
+        return None, f"{_show(value)} is not a file name; {where}"
     try:
-        if path.is_dir():
-            raise ChangeFileError(
-                [ChangeFileProblem(None, None, f"{_show(value)} is a directory, not a CSV file")]
-            )
-        return path if path.is_file() else None
-    except OSError:  # e.g. a name too long for the file system: then it is not a path
-        return None
+        home = directory.resolve()
+        candidate = Path(value.strip()).expanduser()
+        resolved = (home / candidate).resolve()  # an absolute candidate replaces home
+    except (OSError, RuntimeError, ValueError):
+        return None, f"{_show(value)} is not a file name; {where}"
+    if not resolved.is_relative_to(home):
+        return None, f"{_show(value)} is outside the changes directory; {where}"
+    if not home.is_dir():
+        return None, (
+            f"the changes directory {str(directory)!r} does not exist: create it and save "
+            f"the change file there (or set CLOUDOPS_CHANGES_DIR), or pass the CSV text"
+        )
+    try:
+        mode = resolved.stat().st_mode
+    except OSError:
+        return None, f"no change file {_show(value)} in the changes directory; {where}"
+    if stat.S_ISDIR(mode):
+        return None, f"{_show(value)} is a directory, not a CSV file; {where}"
+    if not stat.S_ISREG(mode):
+        return None, f"{_show(value)} is not a regular file; {where}"
+    return resolved, None
+
+
+def _read_change_file(path: Path) -> bytes:
+    """The bytes of a change file, refused unread when it is past the size limit."""
+    try:
+        # O_NOFOLLOW: the path was resolved, so a link appearing there now is someone's trick.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            _check_size(os.fstat(file.fileno()).st_size, "bytes")
+            return file.read(MAX_CHANGE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise _refusal(f"cannot read the change file {str(path)!r}: {exc.strerror}") from None
 
 
 # A cell check returns the normalised value, or a problem to report.
@@ -296,6 +366,15 @@ class _RowReader:
 
     def _cell(self, row: int, values: dict[str, str], column: str, check: _Check) -> str | None:
         if column not in values:
+            return None
+        if "\0" in values[column]:
+            # No database takes NUL in text (PostgreSQL refuses it); it is never meant.
+            self._problem(
+                row,
+                column,
+                "contains a NUL character (\\0): retype the cell or export the "
+                "file again from the spreadsheet",
+            )
             return None
         value, problem = check(values[column])
         if problem:
@@ -413,13 +492,26 @@ def _check_region(value: str) -> tuple[str | None, str | None]:
     region = value.lower()
     if is_known_region(region):
         return region, None
+    return None, _region_refusal(region, _show(value))
+
+
+@functools.lru_cache(maxsize=256)
+def _region_refusal(region: str, shown: str) -> str:
+    # Cached: a file of many rows usually repeats one wrong region, and matching is slow.
+    foreign = foreign_partition(region)
+    if foreign is not None:
+        return (
+            f"{shown} is a region of {foreign}, which these flows do not serve (only AWS "
+            "Commercial and AWS GovCloud)"
+        )
+    return f"unknown region {shown} ({_region_hint(region)})"
+
+
+def _region_hint(region: str) -> str:
     close = difflib.get_close_matches(region, _ALL_REGIONS, n=2, cutoff=0.8)
-    hint = (
-        "did you mean " + " or ".join(repr(c) for c in close) + "?"
-        if close
-        else "a region of AWS Commercial or GovCloud, e.g. us-east-1 or us-gov-west-1"
-    )
-    return None, f"unknown region {_show(value)} ({hint})"
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "a region of AWS Commercial or GovCloud, e.g. us-east-1 or us-gov-west-1"
 
 
 def _check_platform(value: str) -> tuple[str | None, str | None]:
@@ -454,16 +546,17 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _read_records(text: str) -> list[list[str]]:
-    records: list[list[str]] = []
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(row number as a spreadsheet counts it, cells) of each record, read as needed."""
     reader = csv.reader(io.StringIO(text, newline=""))
+    row = 0
     try:
-        records.extend(reader)
+        for row, cells in enumerate(reader, start=1):
+            yield row, cells
     except csv.Error as exc:
         raise ChangeFileError(
-            [ChangeFileProblem(len(records) + 1, None, f"cannot be read as CSV: {exc}")]
+            [ChangeFileProblem(row + 1, None, f"cannot be read as CSV: {exc}")]
         ) from None
-    return records
 
 
 def _is_blank(cells: list[str]) -> bool:

@@ -156,6 +156,12 @@ class Provider(ABC):
         check its targets with it before it starts."""
         return None
 
+    def region_problem(self, region: str, where: str) -> str | None:
+        """Why this provider must not be asked to act in ``region`` (given as ``where``, such
+        as ``discovery.regions[0]``), or None. Decided with no call, so that a flow refuses a
+        region before anything is signed for it. Providers without regions accept any."""
+        return None
+
     def collect(
         self,
         ref: CommandRef,

@@ -102,15 +102,62 @@ PARTITIONS: dict[Environment, Partition] = {
 }
 
 _REGION_SHAPE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_ENVIRONMENT_OF_REGION = {
+    region: partition.environment
+    for partition in PARTITIONS.values()
+    for region in partition.regions
+}
+# Partitions AWS runs that these flows never call: their regions are refused by name, so that
+# no key of ours is ever signed for their endpoints.
+_FOREIGN_PARTITIONS = (
+    ("cn-", "AWS China (partition aws-cn)"),
+    ("us-isob-", "AWS Secret Region (partition aws-iso-b)"),
+    ("us-isof-", "AWS ISO-F (partition aws-iso-f)"),
+    ("eu-isoe-", "AWS ISO-E (partition aws-iso-e)"),
+    ("us-iso-", "AWS Top Secret Region (partition aws-iso)"),
+)
+
+
+class UnknownRegionError(ValueError):
+    """A region of no partition these flows serve (China, ISO, or no AWS region at all)."""
 
 
 def partition_for(environment: Environment | str) -> Partition:
     return PARTITIONS[Environment(environment)]
 
 
+def foreign_partition(region: str) -> str | None:
+    """The partition AWS runs ``region`` in when it is one these flows never call (China,
+    ISO), in words; None for any other region."""
+    return next((name for prefix, name in _FOREIGN_PARTITIONS if region.startswith(prefix)), None)
+
+
+def region_problem(region: object, where: str = "region") -> str | None:
+    """Why ``region`` (given as ``where``, e.g. ``discovery.regions[0]``) is not a region of
+    AWS Commercial or GovCloud, or None when it is one."""
+    if isinstance(region, str) and region in _ENVIRONMENT_OF_REGION:
+        return None
+    if not isinstance(region, str) or not region.strip():
+        return f"{where}: no region given; use a region code such as us-east-1 or us-gov-west-1"
+    foreign = foreign_partition(region)
+    if foreign is not None:
+        return (
+            f"{where}: {region!r} is a region of {foreign}, which these flows do not serve "
+            "(only AWS Commercial and AWS GovCloud); nothing was sent"
+        )
+    return (
+        f"{where}: {region!r} is not an AWS region of AWS Commercial or GovCloud (such as "
+        "us-east-1 or us-gov-west-1); nothing was sent"
+    )
+
+
 def environment_of_region(region: str) -> Environment:
-    """``us-gov-*`` is GovCloud; every other region is Commercial."""
-    return Environment.GOV if region.startswith("us-gov-") else Environment.COM
+    """``us-gov-*`` is GovCloud, the other published regions Commercial; any other region
+    raises ``UnknownRegionError``, so no caller can sign for a partition by default."""
+    environment = _ENVIRONMENT_OF_REGION.get(region)
+    if environment is None:
+        raise UnknownRegionError(region_problem(region))
+    return environment
 
 
 def partition_of_region(region: str) -> Partition:
@@ -127,7 +174,7 @@ def partition_of_arn(arn: str) -> str:
 
 def is_known_region(region: str) -> bool:
     """A region that one of the known partitions publishes."""
-    return any(region in p.regions for p in PARTITIONS.values())
+    return region in _ENVIRONMENT_OF_REGION
 
 
 def looks_like_region(region: str) -> bool:

@@ -6,6 +6,11 @@ a user typed is ever spliced into a script unquoted.
 
 Scripts name absolute paths through ``$CLOUDOPS_ROOT`` (empty on a real server) so that the
 tests can run them for real inside a sandbox directory.
+
+What several scripts need the same way (the checks of the folders they write in) lives once,
+in a library under ``flows/scripts/<platform>/lib/``: a script says where it wants it with a
+line ``# cloudops-include: <file>``, and ``load_script`` puts the library's text there, so the
+script that travels to the server is whole and the checks are never copied by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from providers.base import Interpreter
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _SCRIPT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)*\.(sh|ps1)$")
+_INCLUDE = re.compile(r"^# cloudops-include: (?P<name>[a-z0-9_]+\.(?:sh|ps1))$", re.MULTILINE)
 
 
 class ScriptNotFoundError(LookupError):
@@ -52,21 +58,39 @@ BundledScript = StrEnum(  # type: ignore[misc]
 
 
 def load_script(name: str) -> str:
-    """The text of a bundled script, by name (``linux/qc.sh``)."""
+    """The text of a bundled script, by name (``linux/qc.sh``), with the libraries it
+    includes (``# cloudops-include: change_folder.sh``) written in at their lines."""
     if not _SCRIPT_NAME.match(name) or name not in available_scripts():
         raise ScriptNotFoundError(
             f"no bundled script {name!r}; available: {', '.join(available_scripts())}"
         )
-    return (resources.files("flows") / "scripts" / name).read_text(encoding="utf-8")
+    scripts = resources.files("flows") / "scripts"
+    text = (scripts / name).read_text(encoding="utf-8")
+    library = scripts / name.split("/", 1)[0] / "lib"
+
+    def included(match: re.Match[str]) -> str:
+        path = library / match["name"]
+        if not path.is_file():
+            raise ScriptNotFoundError(f"{name} includes {match['name']}, which is not in {library}")
+        return path.read_text(encoding="utf-8").rstrip("\n")
+
+    return _INCLUDE.sub(included, text)
 
 
 def interpreter_for(name: str) -> Interpreter:
     return Interpreter.POWERSHELL if name.endswith(".ps1") else Interpreter.BASH
 
 
+# PowerShell's single-quote characters: the ASCII one and the four typographic ones, which the
+# tokenizer also accepts to open, close or escape a verbatim string (language specification,
+# section 2.3.5.2). Word processors and ticket systems turn ' into U+2019 on their own.
+_POWERSHELL_SINGLE_QUOTES = re.compile("['\u2018\u2019\u201a\u201b]")
+
+
 def _quote_powershell(value: str) -> str:
-    # In a single-quoted PowerShell string only the quote itself is special; it is doubled.
-    return "'" + value.replace("'", "''") + "'"
+    # In a single-quoted PowerShell string only the quote characters are special; each is
+    # doubled, so it stays inside the string as itself.
+    return "'" + _POWERSHELL_SINGLE_QUOTES.sub(lambda m: m.group() * 2, value) + "'"
 
 
 def render_script(

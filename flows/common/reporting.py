@@ -22,7 +22,8 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
-from flows.common.text import clean_output, first_line, one_line
+from flows.common.private_files import private_directory, write_private_file
+from flows.common.text import clean_output, code_span, first_line, markdown_text, one_line
 from providers.base import BatchResult, ScriptResult
 
 _KEY_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -42,8 +43,8 @@ def utc_stamp(moment: datetime | None = None) -> str:
 def instance_label(instance_id: str, name: str | None, account_id: str, region: str) -> str:
     """One instance as a line of a report names it: ``i-0abc… web-01 (111122223333/us-east-1)``."""
     where = "/".join(p for p in (account_id, region) if p)
-    named = f" {one_line(name)}" if name else ""
-    return f"`{instance_id}`{named}" + (f" ({where})" if where else "")
+    named = f" {markdown_text(one_line(name))}" if name else ""
+    return code_span(instance_id) + named + (f" ({markdown_text(where)})" if where else "")
 
 
 def result_rows(
@@ -69,11 +70,9 @@ def result_rows(
 
 
 def table_cell(value: Any) -> str:
-    """``value`` as one markdown table cell: one line, no HTML, its pipes escaped."""
-    text = html.escape(one_line(str(value)), quote=False)
-    # A backslash first, so that a `\|` in the text cannot turn the escape of its pipe back
-    # into a cell separator.
-    return text.replace("\\", "\\\\").replace("|", "\\|")
+    """``value`` as one markdown table cell: one line of words, no HTML or markup, its pipes
+    escaped (``markdown_text``), so neither a pipe nor a backslash before one splits it."""
+    return markdown_text(str(value))
 
 
 def _pre(text: str) -> str:
@@ -141,15 +140,25 @@ class ArtifactBoard:
     ) -> None:
         """A table artifact of ``rows``, or the sentence ``empty`` when there are none."""
         if not rows:
-            self.markdown(key, f"_{empty}_", description)
+            self.markdown(key, f"_{markdown_text(empty)}_", description)
             return
-        table = [dict(row) for row in rows]
+        # The Prefect UI renders each cell as markdown: text cells are escaped as in a markdown
+        # table; numbers and flags stay as they are.
+        table = [
+            {
+                column: table_cell(value) if isinstance(value, str) else value
+                for column, value in row.items()
+            }
+            for row in rows
+        ]
+        description = markdown_text(description)
         if not self._update(key, "table", json.dumps(table, default=str), description):
             created = create_table_artifact(key=key, table=table, description=description)
             self._remember(key, "table", created)
 
     def markdown(self, key: str, markdown: str, description: str) -> None:
-        """A markdown artifact."""
+        """A markdown artifact (``markdown`` is built from escaped parts by the report modules)."""
+        description = markdown_text(description)
         if not self._update(key, "markdown", markdown, description):
             created = create_markdown_artifact(key=key, markdown=markdown, description=description)
             self._remember(key, "markdown", created)
@@ -171,12 +180,15 @@ class ArtifactBoard:
 
 def publish_link(key: str, url: str, text: str, description: str) -> None:
     """A link artifact: ``text`` opening ``url``."""
-    create_link_artifact(link=url, link_text=text, key=key, description=description)
+    create_link_artifact(
+        link=url, link_text=markdown_text(text), key=key, description=markdown_text(description)
+    )
 
 
 def write_report(directory: Path, filename: str, markdown: str) -> Path:
-    """Write a markdown report file and return its path."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write a markdown report file (0600, in a 0700 directory: reports hold instance
+    output) and return its path."""
+    private_directory(directory)
     path = directory / filename
-    path.write_text(markdown, encoding="utf-8")
+    write_private_file(path, markdown)
     return path

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.common.private_files import private_directory
+
 DEFAULT_DATA_DIR = Path("~/.local/share/cloudops-flows")
 DATABASE_FILE_NAME = "cloudops.db"
 
@@ -44,6 +46,11 @@ class Settings(BaseSettings):
         "(CLOUDOPS_REPORTS_DESTINATION): s3://bucket/prefix or the absolute path of a shared "
         "directory. Wins over the AWS provider block's reports destination.",
     )
+    changes_dir: Path = Field(
+        default=DEFAULT_DATA_DIR / "changes",
+        description="The only directory a change_csv path may name (CLOUDOPS_CHANGES_DIR); "
+        "default <data_dir>/changes.",
+    )
     max_concurrent_groups: int = Field(
         default=8,
         ge=1,
@@ -54,13 +61,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _reports_under_data_dir(cls, data: Any) -> Any:
-        # The reports default follows CLOUDOPS_DATA_DIR unless set on its own.
-        if isinstance(data, dict) and not data.get("reports_dir") and data.get("data_dir"):
-            data = {**data, "reports_dir": Path(str(data["data_dir"])) / "reports"}
+    def _directories_under_data_dir(cls, data: Any) -> Any:
+        # The reports and changes defaults follow CLOUDOPS_DATA_DIR unless set on their own.
+        if isinstance(data, dict) and data.get("data_dir"):
+            for name in ("reports", "changes"):
+                if not data.get(f"{name}_dir"):
+                    data = {**data, f"{name}_dir": Path(str(data["data_dir"])) / name}
         return data
 
-    @field_validator("data_dir", "reports_dir")
+    @field_validator("data_dir", "reports_dir", "changes_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser()
@@ -72,9 +81,9 @@ class Settings(BaseSettings):
         return self
 
     def ensure_data_dir(self) -> Path:
-        """The data directory, created if it does not exist yet."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return self.data_dir
+        """The data directory, created (0700) if it does not exist yet, else tightened to 0700
+        when it is ours: it holds every script's output."""
+        return private_directory(self.data_dir)
 
 
 def get_settings() -> Settings:

@@ -26,7 +26,13 @@ def select_targets(
     change_csv: str | None,
     discovery: DiscoveryFilter | None = None,
 ) -> tuple[list[Target], str | None]:
-    """The targets to run on and the change they belong to, from exactly one source."""
+    """The targets to run on and the change they belong to, from exactly one source.
+
+    A discovery region the provider may not act in (another partition such as China or ISO,
+    or no region at all) refuses the run, naming it (``discovery.regions[1]``), before
+    anything is signed. A listed target in such a region is the provider's to refuse: it
+    gets its own error result before any call, and its neighbours run.
+    """
     given = [
         name
         for name, value in (
@@ -41,7 +47,8 @@ def select_targets(
     if len(given) != 1:
         raise TargetSelectionError(
             "give exactly one source of targets: `targets`, `change_number` (a stored change), "
-            f"`change_csv` (path or CSV text) or `discovery`; got {given or 'none'}"
+            "`change_csv` (CSV text, or a file in the changes directory) or `discovery`; "
+            f"got {given or 'none'}"
         )
     source = given[0]
     number = validate_change_number(change_number) if change_number else None
@@ -66,8 +73,26 @@ def select_targets(
             )
         return list(stored.targets), number
     assert discovery is not None
+    _refuse_regions(
+        provider, [(r, f"discovery.regions[{i}]") for i, r in enumerate(discovery.regions)]
+    )
     found = provider.discover_instances(discovery)
     return [i.to_target() for i in found], number
+
+
+def _refuse_regions(provider: Provider, regions: Sequence[tuple[str, str]]) -> None:
+    """Refuse the run when the provider may not act in one of ``(region, where)``."""
+    problems = [
+        problem
+        for region, where in regions
+        if (problem := provider.region_problem(region, where)) is not None
+    ]
+    if problems:
+        listed = "\n".join(f"- {problem}" for problem in problems)
+        raise TargetSelectionError(
+            f"the run was refused before anything was sent, for region(s) the "
+            f"{provider.name} provider does not serve:\n{listed}"
+        )
 
 
 def distinct_targets(targets: Sequence[Target]) -> list[Target]:

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from flows.common.reporting import markdown_table
+from flows.common.text import markdown_text
 from providers.base import CredentialError, CredentialReport, MissingCredentialsError
 from providers.partitions import Environment
 
@@ -100,7 +101,7 @@ def check_rows(checks: Sequence[EnvironmentCheck]) -> list[dict[str, str]]:
 def summary_markdown(result: CredentialValidation, checked_at: datetime) -> str:
     """The report: one line of verdict, then the table."""
     return (
-        f"# Credential check ({result.provider})\n\n"
+        f"# Credential check ({markdown_text(result.provider)})\n\n"
         f"Checked {len(result.checks)} environment(s) at {checked_at:%Y-%m-%d %H:%M:%S} UTC: "
         f"{len(result.valid)} valid, {len(result.refused)} refused.\n\n"
         + markdown_table(check_rows(result.checks))

@@ -162,7 +162,8 @@ def run_script(
         parameters: values the script reads as environment variables (quoted, never spliced).
         targets: servers to run on.
         change_number: a stored change to run on (or the number of ``change_csv``).
-        change_csv: a change file (path or CSV text) to store and run on.
+        change_csv: a change file to store and run on: the CSV text, or the name of a file in
+            the changes directory (``CLOUDOPS_CHANGES_DIR``).
         discovery: accounts, regions and tags to find servers by.
         provider: provider block slug, block name, or ``aws``/``local``.
         delivery_timeout_seconds: how long SSM keeps trying to deliver the command.

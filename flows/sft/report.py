@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flows.common.reporting import markdown_table
+from flows.common.text import code_span, markdown_text
 from flows.sft.result import SftFixerResult, SftInstanceOutcome, SftVerdict
 
 
@@ -34,10 +35,11 @@ def summary_markdown(result: SftFixerResult, run_name: str) -> str:
         or "no instances"
     )
     lines = [
-        f"# sft-fixer: {result.action.value} ({result.change_number or 'no change'})",
+        f"# sft-fixer: {result.action.value} "
+        f"({markdown_text(result.change_number or 'no change')})",
         "",
-        f"- flow run: `{run_name}`",
-        f"- provider: `{result.provider}`",
+        f"- flow run: {code_span(run_name)}",
+        f"- provider: {code_span(result.provider)}",
         f"- verdicts: **{counts}**",
         "",
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import boto3
 from botocore.client import BaseClient
@@ -16,6 +16,8 @@ ServiceName = Literal["ssm", "sts", "ec2", "s3", "organizations"]
 
 # Lets AWS-side logs (CloudTrail user agent) tell these flows' calls apart from others.
 _USER_AGENT_EXTRA = "cloudops-flows"
+# A botocore Config option (botocore >= 1.31) that the type stubs installed here predate.
+_IGNORE_CONFIGURED_ENDPOINTS: dict[str, Any] = {"ignore_configured_endpoint_urls": True}
 
 
 def client_config(
@@ -29,17 +31,25 @@ def client_config(
     (``SendCommand``): botocore retries a connection fault like any other, and when the fault
     lost the answer rather than the request, its retry creates the thing twice. The caller
     repeats such a call itself, only when it knows that is safe.
+
+    Endpoint overrides of the worker's environment and AWS config file (``AWS_ENDPOINT_URL``,
+    ``AWS_ENDPOINT_URL_SSM`` and the other ``AWS_ENDPOINT_URL_<SERVICE>``, ``endpoint_url``
+    and ``services`` sections) are ignored: they would send requests signed with one
+    partition's keys to whatever host they name. The one override is the block's own
+    ``endpoint_url`` (a VPC endpoint, a test server), an explicit setting of the provider.
     """
     if single_attempt:
         return Config(
             region_name=region,
             retries={"mode": "adaptive", "total_max_attempts": 1},
             user_agent_extra=_USER_AGENT_EXTRA,
+            **_IGNORE_CONFIGURED_ENDPOINTS,
         )
     return Config(
         region_name=region,
         retries={"mode": "adaptive", "max_attempts": config.max_attempts},
         user_agent_extra=_USER_AGENT_EXTRA,
+        **_IGNORE_CONFIGURED_ENDPOINTS,
     )
 
 
@@ -49,7 +59,8 @@ def endpoint_for(service: ServiceName, region: str, config: AwsProviderConfig) -
     ``config.endpoint_url`` (a VPC endpoint, a test server) wins. STS always gets the regional
     endpoint of the region's partition: the global ``sts.amazonaws.com`` does not exist in
     GovCloud and would send GovCloud keys to the commercial partition. Other services use
-    boto3's own resolution (``None``).
+    botocore's resolution for the region (``None``), which stays in the region's partition
+    because configured endpoint overrides are ignored (``client_config``).
     """
     if config.endpoint_url:
         return config.endpoint_url

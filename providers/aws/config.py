@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.base import PollSchedule
-from providers.partitions import Environment, partition_for
+from providers.partitions import Environment, partition_for, region_problem
 
 
 class AwsProviderConfig(BaseModel):
@@ -50,3 +50,17 @@ class AwsProviderConfig(BaseModel):
         if self.default_regions:
             return self.default_regions[0]
         return partition_for(self.environment).default_region
+
+    @field_validator("default_regions")
+    @classmethod
+    def _served_regions(cls, regions: tuple[str, ...]) -> tuple[str, ...]:
+        # Each default region gets the credentials of its own partition; a region of no
+        # partition served here (China, ISO, a typo) is refused before any provider exists.
+        problems = [
+            problem
+            for index, region in enumerate(regions)
+            if (problem := region_problem(region, f"default_regions[{index}]")) is not None
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return regions

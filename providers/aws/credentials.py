@@ -26,7 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 import boto3
+import botocore.session
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, ProfileNotFound
+from botocore.utils import IMDSRegionProvider
 from pydantic import SecretStr
 
 from providers.aws.clients import endpoint_for, make_client
@@ -46,10 +49,12 @@ from providers.base import CredentialReport, CredentialSource
 from providers.partitions import (
     Environment,
     Partition,
-    looks_like_region,
+    foreign_partition,
+    is_known_region,
     partition_for,
     partition_of_arn,
     partition_of_region,
+    region_problem,
 )
 
 if TYPE_CHECKING:
@@ -334,12 +339,16 @@ class CredentialResolver:
         origin = (
             f"the AWS profile {profile!r}" if profile else f"boto3's default chain ({found.method})"
         )
+        home = _home_region(session, found, profile)
+        if home is not None and not self._serves(environment, home):
+            # Credentials made for another partition are not credentials of this environment:
+            # "not configured", decided without sending them anywhere.
+            raise MissingCredentialsError(
+                _other_partition_message(environment, origin, home) + _how_to_set(environment)
+            )
         # botocore publishes no accessor for a refreshable credential's expiry; the attribute
         # is what botocore itself reads to decide when to refresh.
         expiry = getattr(found, "_expiry_time", None)
-        # A profile's own region says which partition it was made for; asking STS there lets
-        # a commercial profile show up as such (arn:aws:...) rather than as an invalid token.
-        own_region = session.region_name
         return _Candidate(
             source,
             origin,
@@ -347,8 +356,14 @@ class CredentialResolver:
             SecretStr(frozen.secret_key),
             SecretStr(frozen.token) if frozen.token else None,
             expiry=expiry.astimezone(UTC) if isinstance(expiry, datetime) else None,
-            sts_region=own_region if own_region and looks_like_region(own_region) else sts_region,
+            # Asked in their own region, they show up as what they are; without one, they are
+            # tried in this environment's own partition, never in the other.
+            sts_region=home if home is not None else sts_region,
         )
+
+    @staticmethod
+    def _serves(environment: Environment, region: str) -> bool:
+        return is_known_region(region) and partition_of_region(region) is partition_for(environment)
 
     def _verify(self, environment: Environment, candidate: _Candidate) -> ResolvedCredentials:
         expected = partition_for(environment)
@@ -551,11 +566,11 @@ class CredentialResolver:
         return cast("STSClient", make_client(session, "sts", region, self._config))
 
     def _partition_of(self, region: str) -> Partition:
-        if not looks_like_region(region):
-            raise AwsError(
-                f"{region!r} is not an AWS region name (like us-east-1 or us-gov-west-1); "
-                "fix the target's region."
-            )
+        # Only regions of the two partitions served: a China or ISO region (or a typo) would
+        # otherwise be taken for Commercial and signed with its keys.
+        problem = region_problem(region)
+        if problem is not None:
+            raise AwsError(problem, code="UnknownRegion")
         return partition_of_region(region)
 
     def _sts_region(self, partition: Partition) -> str:
@@ -569,6 +584,43 @@ class CredentialResolver:
     def _lock_for(self, key: Hashable) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
+
+
+def _home_region(
+    session: boto3.session.Session, found: Credentials, profile: str | None
+) -> str | None:
+    """The region the credentials of a profile or of the default chain were made for, which
+    says their partition: an instance role's is the instance's own (from the instance
+    metadata service, whatever region the worker is configured with); else the configured
+    region (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's ``region``), else the
+    region of the profile's SSO portal. None when nothing says, or a region no partition has.
+    """
+    candidates: list[str | None] = []
+    if getattr(found, "method", None) == "iam-role":
+        candidates.append(IMDSRegionProvider(botocore.session.get_session()).provide())
+    candidates.append(session.region_name)
+    try:
+        scoped = botocore.session.Session(profile=profile).get_scoped_config()
+        candidates.append(scoped.get("sso_region"))
+    except BotoCoreError:
+        pass  # a profile that cannot be read says nothing about its region
+    for region in candidates:
+        if region and (is_known_region(region) or foreign_partition(region)):
+            return region
+    return None
+
+
+def _other_partition_message(environment: Environment, origin: str, home: str) -> str:
+    expected = partition_for(environment).name
+    if is_known_region(home):
+        theirs = f"partition {partition_of_region(home).name}"
+    else:
+        theirs = foreign_partition(home) or "another partition"
+    return (
+        f"The credentials from {origin} belong to {theirs} (their region is {home}), so "
+        f"there are none for {environment.value} (partition {expected}); they were not sent "
+        f"to any {expected} endpoint. "
+    )
 
 
 def _present(value: SecretStr | None) -> SecretStr | None:

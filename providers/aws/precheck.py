@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from providers.base import Platform, ResultStatus, ScriptRequest, ScriptResult, Target
-from providers.partitions import is_known_region
+from providers.partitions import region_problem
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
@@ -59,11 +59,9 @@ def target_problem(target: Target) -> str | None:
             f"instance {target.instance_id}: account id {target.account_id!r} is not 12 "
             f"digits{hint}: correct the target list"
         )
-    if not is_known_region(target.region):
-        return (
-            f"instance {target.instance_id}: region {target.region!r} is not a region of AWS "
-            "Commercial or GovCloud: correct the target list"
-        )
+    problem = region_problem(target.region, f"instance {target.instance_id}")
+    if problem is not None:
+        return f"{problem}: correct the target list"
     return None
 
 

@@ -81,7 +81,12 @@ from providers.base import (
     SecretStore,
     Target,
 )
-from providers.partitions import Environment, environment_of_region, partition_for
+from providers.partitions import (
+    Environment,
+    environment_of_region,
+    partition_for,
+    region_problem,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -185,6 +190,10 @@ class AwsProvider(Provider):
     def target_problem(self, target: Target) -> str | None:
         """Why ``target`` is no EC2 instance of a known region and account, or None."""
         return precheck.target_problem(target)
+
+    def region_problem(self, region: str, where: str) -> str | None:
+        """Why ``region`` is not one of AWS Commercial or GovCloud (China, ISO, unknown)."""
+        return region_problem(region, where)
 
     # -- clients and errors ---------------------------------------------------------------
 
@@ -319,7 +328,17 @@ class AwsProvider(Provider):
 
     def discover_instances(self, filters: DiscoveryFilter) -> list[Instance]:
         """Instances matching ``filters`` in every requested account and region."""
-        regions = list(filters.regions or self.config.default_regions)
+        if filters.regions:
+            regions, where = list(filters.regions), "discovery.regions"
+        else:
+            regions, where = list(self.config.default_regions), "default_regions of the block"
+        problems = [
+            problem
+            for index, region in enumerate(regions)
+            if (problem := region_problem(region, f"{where}[{index}]")) is not None
+        ]
+        if problems:
+            raise AwsError("; ".join(problems), code="UnknownRegion")
         if not regions:
             regions = [partition_for(self.config.environment).default_region]
         accounts: list[str | None] = list(filters.accounts) or [None]

@@ -57,6 +57,8 @@ def store_url(
     """A store database of each kind, set as ``DATABASE_URL`` for the flows of the test (after
     ``data_dir``, which clears it)."""
     if request.param == "sqlite":
+        # The store creates only the data directory; a DATABASE_URL directory must exist.
+        (tmp_path / "store").mkdir(mode=0o700)
         url = f"sqlite:///{tmp_path / 'store' / 'cloudops.db'}"
         monkeypatch.setenv("DATABASE_URL", url)
         yield url

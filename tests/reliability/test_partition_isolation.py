@@ -16,6 +16,7 @@ import pytest
 from moto.sts.models import sts_backends
 
 from flows import run_script
+from flows.common.targets import TargetSelectionError
 from providers.base import ResultStatus, Target
 from providers.partitions import partition_of_region
 from tests.reliability.figures import Figures
@@ -129,3 +130,73 @@ def test_govcloud_targets_without_govcloud_keys_reach_no_govcloud_endpoint(
     issued |= _role_session_keys()
     assert set(_key_and_host_partitions(ssm_world, issued)) == {("aws", "aws")}
     assert not [r for r in ssm_world.requests if "us-gov-" in r.host]
+
+
+# Regions of partitions these flows do not serve, and regions of no partition at all.
+FOREIGN_REGIONS = ["cn-north-1", "cn-northwest-1", "us-iso-east-1", "us-isob-east-1", "us-east-7"]
+
+
+@pytest.mark.parametrize("region", FOREIGN_REGIONS)
+def test_a_discovery_region_outside_both_partitions_is_refused_before_any_call(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch, region: str
+):
+    _set_legacy_keys(ssm_world, monkeypatch, "com", "gov")
+
+    with pytest.raises(TargetSelectionError) as refused:
+        run_script(
+            script=PRINT_OWN_ID,
+            discovery={"regions": ["us-east-1", region]},
+            provider=fast_aws,
+        )
+
+    message = str(refused.value)
+    assert "discovery.regions[1]" in message and repr(region) in message
+    assert "nothing was sent" in message
+    assert ssm_world.requests == [], [r.host for r in ssm_world.requests]
+
+
+@pytest.mark.parametrize("region", FOREIGN_REGIONS)
+def test_a_target_in_a_region_outside_both_partitions_is_refused_alone_before_any_call(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch, region: str
+):
+    _set_legacy_keys(ssm_world, monkeypatch, "com", "gov")
+    good = ssm_world.add_instance(COM_CALLER, "us-east-1")
+    targets = [
+        Target(instance_id=good.instance_id, account_id=COM_CALLER, region="us-east-1"),
+        Target(instance_id="i-0123456789abcdef0", account_id=COM_MEMBER, region=region),
+    ]
+
+    result = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws)
+
+    by_id = {r.instance_id: r for r in result.batch.results}
+    assert by_id[good.instance_id].status is ResultStatus.SUCCESS
+    refused = by_id["i-0123456789abcdef0"]
+    assert refused.status is ResultStatus.ERROR and refused.command_id is None
+    assert repr(region) in (refused.error or "") and "nothing was sent" in (refused.error or "")
+    assert {r.region for r in ssm_world.requests} == {"us-east-1"}
+
+
+def test_endpoint_overrides_in_the_environment_do_not_redirect_signed_calls(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    targets = _fleet(ssm_world)
+    _set_legacy_keys(ssm_world, monkeypatch, "com", "gov")
+    # What an attacker (or a forgotten test setting) on the worker could set: every form
+    # botocore reads, in the environment and in the AWS config file.
+    for name in ("", "_SSM", "_STS", "_EC2", "_S3"):
+        host = f"collector{name.lower().replace('_', '-')}.example"
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL{name}", f"https://{host}")
+    config = tmp_path / "aws-config-with-endpoints"
+    config.write_text(
+        "[default]\nendpoint_url = https://collector-config.example\nservices = grab\n\n"
+        "[services grab]\nssm =\n  endpoint_url = https://collector-config-ssm.example\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+
+    result = run_script(script=PRINT_OWN_ID, targets=targets, provider=fast_aws)
+
+    assert result.batch.success_count == len(targets)
+    hosts = Counter(r.host for r in ssm_world.requests)
+    assert all(host.endswith(".amazonaws.com") for host in hosts), hosts
+    for request in ssm_world.requests:
+        assert request.host == f"{request.service}.{request.region}.amazonaws.com", request

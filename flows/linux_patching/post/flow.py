@@ -233,8 +233,8 @@ def linux_qc_patching_post(
     Args:
         change_number: the change ticket; names the change folder ``<workdir>/<CHANGE>`` where
             prep staged ``patchme.sh``.
-        change_csv: a change file (path or CSV text) to store and check, instead of the stored
-            change.
+        change_csv: a change file to store and check, instead of the stored change: the CSV
+            text, or the name of a file in the changes directory (``CLOUDOPS_CHANGES_DIR``).
         instances: the servers to check, instead of the stored change.
         provider: provider block slug, block name, block, or ``aws``/``local``.
         target_kernel: the kernel expected where neither ``patchme.sh`` nor the prep record

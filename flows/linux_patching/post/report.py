@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flows.common.reporting import instance_label, markdown_table
-from flows.common.text import yes_no
+from flows.common.text import code_span, markdown_text, yes_no
 from flows.linux_patching.drift import NO_PREP_RECORD, InstanceDrift
 from flows.linux_patching.post.result import PostResult
 from flows.linux_patching.post_check import AGENT_LABELS, AgentState
@@ -118,7 +118,7 @@ def _needs_attention(result: PostResult) -> list[str]:
         if i.verdict is PostVerdict.NOT_APPLICABLE:
             continue
         who = instance_label(i.instance_id, _name(i), i.account_id, i.region)
-        lines.append(f"- {who} ({i.verdict.value}): " + "; ".join(i.reasons))
+        lines.append(f"- {who} ({i.verdict.value}): " + markdown_text("; ".join(i.reasons)))
     if not lines:
         return []
     return ["## Needs attention", "", *lines, ""]
@@ -130,7 +130,7 @@ def _findings(result: PostResult) -> list[str]:
         notes = (i.report.notes if i.report else []) + i.drift.notes
         if notes:
             who = instance_label(i.instance_id, _name(i), i.account_id, i.region)
-            lines.append(f"- {who}: " + "; ".join(notes))
+            lines.append(f"- {who}: " + markdown_text("; ".join(notes)))
     if not lines:
         return []
     return ["## Informational findings", "", "They do not fail a server.", "", *lines, ""]
@@ -143,21 +143,21 @@ def post_report_markdown(result: PostResult) -> str:
         i.instance_id for i in result.instances if i.verdict is PostVerdict.NOT_APPLICABLE
     ]
     lines = [
-        f"# Linux post-patching QC: {result.change_number}",
+        f"# Linux post-patching QC: {markdown_text(result.change_number)}",
         "",
-        f"- flow run: `{result.flow_run}`",
-        f"- provider: `{result.provider}`",
+        f"- flow run: {code_span(result.flow_run)}",
+        f"- provider: {code_span(result.provider)}",
         f"- instances: {len(result.instances)} ({_counts(result)})",
-        f"- change folder on each server: `{result.workdir}/{result.change_number}`",
+        f"- change folder on each server: {code_span(f'{result.workdir}/{result.change_number}')}",
         "- target kernel: `patchme.sh` on the server, else the kernel the prep run staged, "
-        f"else the parameter ({result.target_kernel or 'not given'})",
+        f"else the parameter ({markdown_text(result.target_kernel or 'not given')})",
         "- a server fails on a kernel mismatch, or CrowdStrike or BigFix installed but not "
         "running; the other findings are informational",
     ]
     if without_prep:
-        lines.append(f"- {NO_PREP_RECORD} for: {', '.join(without_prep)}")
+        lines.append(f"- {NO_PREP_RECORD} for: {markdown_text(', '.join(without_prep))}")
     if not_applicable:
-        lines.append(f"- not applicable (Windows): {', '.join(not_applicable)}")
+        lines.append(f"- not applicable (Windows): {markdown_text(', '.join(not_applicable))}")
     lines.append("")
     lines += _needs_attention(result)
     lines += ["## Kernel and agents since prep", "", markdown_table(drift_rows(result.instances))]

@@ -520,7 +520,8 @@ def linux_qc_patching_prep(
     Args:
         change_number: the change ticket; names the change folder ``<workdir>/<CHANGE>`` on
             each server. Optional with ``change_csv`` (the file names it).
-        change_csv: a change file (path or CSV text) to store and run on.
+        change_csv: a change file to store and run on: the CSV text, or the name of a file in
+            the changes directory (``CLOUDOPS_CHANGES_DIR``).
         instances: the servers, instead of a CSV (or of a stored change).
         provider: provider block slug, block name, block, or ``aws``/``local``.
         kernel_choices: the kernel per group, ``{"RHEL8.10 - Kernel 4.18.0-553":

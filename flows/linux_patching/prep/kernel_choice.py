@@ -21,6 +21,7 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 
 from flows.common.pauses import PAUSE_POLL_SECONDS
+from flows.common.text import markdown_text
 from flows.linux_patching.kernels import validate_kernel_version
 from flows.linux_patching.prep.kernel_groups import KernelGroup
 from flows.linux_patching.prep.parameters import KernelChoiceRequest
@@ -152,7 +153,7 @@ def kernel_choice_form(
     """
     fields: dict[str, Any] = {}
     lines = [
-        f"### Choose the kernel to stage for change {change_number}",
+        f"### Choose the kernel to stage for change {markdown_text(change_number)}",
         "",
         "One kernel per group; only the group's own kernels are accepted. Staging writes "
         "`patchme.sh` on each instance of the group; it installs nothing and reboots nothing. "
@@ -175,7 +176,10 @@ def kernel_choice_form(
                 description=f"{len(group.instance_ids)} instance(s): {instances}",
             ),
         )
-        lines.append(f"- **{group.name}** ({len(group.instance_ids)} instance(s)): {instances}")
+        lines.append(
+            f"- **{markdown_text(group.name)}** ({len(group.instance_ids)} instance(s)): "
+            + markdown_text(instances)
+        )
     form: type[RunInput] = create_model("KernelChoice", __base__=RunInput, **fields)
     # Prefect shows a RunInput's description above the form when the run waits for input.
     form._description = "\n".join(lines)

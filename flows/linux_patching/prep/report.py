@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flows.common.reporting import instance_label, markdown_table
-from flows.common.text import fenced, passed_failed, yes_no
+from flows.common.text import code_span, fenced, markdown_text, passed_failed, yes_no
 from flows.linux_patching.prep.qc import InstanceQc, QcVerdict
 from flows.linux_patching.prep.result import PrepResult
 from flows.linux_patching.prep.staging import InstancePrepFiles
@@ -97,16 +97,16 @@ def group_of_instances(result: PrepResult) -> dict[str, str]:
 def _intake(result: PrepResult, run_name: str) -> list[str]:
     counts = ", ".join(f"{n} {verdict}" for verdict, n in result.verdict_counts().items())
     return [
-        f"# Linux patching QC prep: {result.change_number}",
+        f"# Linux patching QC prep: {markdown_text(result.change_number)}",
         "",
         "## Intake",
         "",
-        f"- flow run: `{run_name}`",
-        f"- provider: `{result.provider}`",
+        f"- flow run: {code_span(run_name)}",
+        f"- provider: {code_span(result.provider)}",
         f"- instances: {len(result.instances)} ({counts or 'none'})",
         f"- steps: {', '.join(s.value for s in result.steps)}",
-        f"- QC engine: `{result.qc_engine.value}`; change folder on each server: "
-        f"`{result.workdir}/{result.change_number}`",
+        f"- QC engine: {code_span(result.qc_engine.value)}; change folder on each server: "
+        f"{code_span(f'{result.workdir}/{result.change_number}')}",
         f"- CrowdStrike required to pass: {'yes' if result.require_crowdstrike else 'no'}",
         "",
     ]
@@ -131,7 +131,7 @@ def _connectivity(result: PrepResult) -> list[str]:
     lines = [
         "## Connectivity check",
         "",
-        f"{reached} Linux instance(s) reachable through the `{result.provider}` provider; "
+        f"{reached} Linux instance(s) reachable through the {code_span(result.provider)} provider; "
         f"{len(left_out)} left out:",
         "",
     ]
@@ -146,7 +146,7 @@ def _qc(result: PrepResult) -> list[str]:
         lines += ["### Did not pass", ""]
         lines += [
             f"- {instance_label(i.instance_id, _name(i), i.account_id, i.region)} "
-            f"({i.verdict.value}): " + "; ".join(i.reasons)
+            f"({i.verdict.value}): " + markdown_text("; ".join(i.reasons))
             for i in failed
         ]
         lines.append("")
@@ -161,11 +161,13 @@ def _groups(result: PrepResult) -> list[str]:
 def _staging(result: PrepResult) -> list[str]:
     lines = ["## Kernel staging", ""]
     if result.staging_refused:
-        return [*lines, f"**Refused, nothing staged:** {result.staging_refused}", ""]
+        return [*lines, f"**Refused, nothing staged:** {markdown_text(result.staging_refused)}", ""]
     if not result.decisions:
         return [*lines, "No kernel group passed QC: nothing to stage.", ""]
     unstaged = [d for d in result.decisions if d.kernel is None]
-    lines += [f"- `{d.group}`: not staged: {d.reason}" for d in unstaged]
+    lines += [
+        f"- {code_span(d.group)}: not staged: {markdown_text(d.reason or '')}" for d in unstaged
+    ]
     if unstaged:
         lines.append("")
     lines += [
@@ -186,18 +188,20 @@ def qc_results_markdown(result: PrepResult, run_name: str) -> str:
 
 
 def _instance_section(instance: InstanceQc, files: InstancePrepFiles | None) -> list[str]:
-    title = instance.instance_id + (f" ({instance.name})" if instance.name else "")
+    # The name (a tag or a change file's column) is one line of words, whatever it holds.
+    name = markdown_text(instance.name or "")
+    title = markdown_text(instance.instance_id) + (f" ({name})" if name else "")
     where = "/".join(p for p in (instance.account_id, instance.region) if p)
-    lines = [f"## {title}", "", f"- account/region: {where or 'n/a'}"]
+    lines = [f"## {title}", "", f"- account/region: {markdown_text(where or 'n/a')}"]
     lines.append(f"- QC verdict: **{instance.verdict.value}**")
     if instance.reasons:
-        lines.append("- reasons: " + "; ".join(instance.reasons))
+        lines.append("- reasons: " + markdown_text("; ".join(instance.reasons)))
     lines.append("")
     if not instance.reached:
         return [*lines, "Not reached: no QC report and no patch script.", ""]
     if files is None or files.files is None:
         error = files.error if files else "the prep files were not collected"
-        return [*lines, f"Prep files not read: {error}", ""]
+        return [*lines, f"Prep files not read: {markdown_text(error or '')}", ""]
     collected = files.files
     lines += ["### QC report", ""]
     lines.append(fenced(collected.qc_report) if collected.qc_report is not None else "_missing_\n")
@@ -207,14 +211,16 @@ def _instance_section(instance: InstanceQc, files: InstancePrepFiles | None) -> 
     else:
         lines.append("_not staged: no patchme.sh in the change folder_\n")
     if collected.truncated:
-        lines.append(f"Cut short on the instance: {', '.join(collected.truncated)}\n")
+        lines.append(
+            f"Cut short on the instance: {markdown_text(', '.join(collected.truncated))}\n"
+        )
     return lines
 
 
 def final_report_markdown(result: PrepResult) -> str:
     """The ``qc_final_report``: per instance, its QC report and patch script as read back."""
     files = {f.instance_id: f for f in result.collected}
-    lines = [f"# QC final report: {result.change_number}", ""]
+    lines = [f"# QC final report: {markdown_text(result.change_number)}", ""]
     for instance in result.instances:
         lines += _instance_section(instance, files.get(instance.instance_id))
     return "\n".join(lines)

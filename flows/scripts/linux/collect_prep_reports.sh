@@ -16,11 +16,15 @@
 #   MAX_FILE_BYTES   most bytes printed of each file (default 10000)
 #
 # Exit status: 0 when the files were looked for (missing ones are in the output), 2 when a
-# parameter is refused.
+# parameter is refused, or the change folder or one of its files is not what prep left there
+# (a symbolic link, another user's folder: printing it could put any file of the server in
+# the flow's reports; see the library below).
 #
 # Every absolute path goes through $CLOUDOPS_ROOT (empty on a real server) so that the tests can
 # run this script for real in a sandbox.
 set -u
+
+# cloudops-include: change_folder.sh
 
 root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
@@ -40,6 +44,16 @@ refuse() {
     refuse "MAX_FILE_BYTES must be a whole number of bytes up to 99999, such as 10000."
 
 change_dir="$root$workdir/$change"
+
+# An unusable folder (a file of that name) only means the files are missing; an unsafe one
+# is refused.
+folder_problem="$(cloudops_folder_to_read "$root" "$workdir" "$change")"
+[ $? != 2 ] || refuse "$folder_problem. Nothing was read."
+for name in qc_report.txt patchme.sh; do
+    if [ -L "$change_dir/$name" ]; then
+        refuse "$workdir/$change/$name is a symbolic link, not the file prep wrote. Nothing was read."
+    fi
+done
 
 print_file() {
     local name="$1" path="$change_dir/$1" size

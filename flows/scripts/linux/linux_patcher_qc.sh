@@ -20,12 +20,16 @@
 #   PATCHER_SHA256            optional sha256 of the patcher; the run is refused on a mismatch
 #   PATCHER_TIMEOUT_SECONDS   limit for the patcher's run (default 1800)
 #
-# Exit status: the patcher's own exit status once it ran; 2 when a parameter is refused, 3 when
-# the download or its checks failed (the patcher is not run then).
+# Exit status: the patcher's own exit status once it ran; 2 when a parameter or the change
+# folder is refused (see the library below), 3 when the download or its checks failed (the
+# patcher is not run then).
 #
 # Every absolute path goes through $CLOUDOPS_ROOT (empty on a real server) so that the tests can
 # run this script for real in a sandbox.
 set -u
+umask 077 # what this script creates is root's alone: it downloads a script that root runs
+
+# cloudops-include: change_folder.sh
 
 root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
@@ -41,9 +45,10 @@ refuse() {
     exit 2
 }
 
+partial=""
 fail_download() {
     echo "linux_patcher_qc.sh: $1" >&2
-    rm -f "$partial"
+    [ -z "$partial" ] || rm -f -- "$partial"
     exit 3
 }
 
@@ -65,7 +70,6 @@ fail_download() {
 shown_url="${url%%\?*}"
 change_dir="$root$workdir/$change"
 patcher="$change_dir/linux_patcher.sh"
-partial="$patcher.part"
 report_file="$change_dir/qc_report.txt"
 
 one_line() {
@@ -82,7 +86,15 @@ os_release_value() {
     one_line "$value"
 }
 
-mkdir -p "$change_dir" || fail_download "could not create the change folder $change_dir"
+folder_problem="$(cloudops_change_folder "$root" "$workdir" "$change")"
+case $? in
+    0) ;;
+    2) refuse "$folder_problem. Nothing was downloaded or run." ;;
+    *) fail_download "$folder_problem" ;;
+esac
+# The download lands in a new file of its own; a link planted under any name is never opened.
+partial="$(cloudops_temp_file "$change_dir" linux_patcher.sh)" ||
+    fail_download "could not create a file for the download in $workdir/$change"
 
 case "$url" in
     https://*)
@@ -116,19 +128,26 @@ if [ -n "$expected_sha256" ]; then
     [ "${actual_sha256,,}" = "${expected_sha256,,}" ] ||
         fail_download "the patcher from $shown_url has sha256 $actual_sha256, not the expected $expected_sha256"
 fi
-if ! { mv -f "$partial" "$patcher" && chmod 700 "$patcher"; }; then
-    fail_download "could not save the patcher as $patcher"
+if ! { chmod 700 -- "$partial" && mv -fT -- "$partial" "$patcher"; }; then
+    fail_download "could not save the patcher as $workdir/$change/linux_patcher.sh"
 fi
+partial=""
 
 read -r -a qc_args <<<"$patcher_args"
 echo "Running the Linux Patcher in QC mode: $patcher ${qc_args[*]}" >&2
 cd "$change_dir" || fail_download "could not enter $change_dir"
+report_partial="$(cloudops_temp_file "$change_dir" qc_report.txt)" ||
+    fail_download "could not create a file for the report in $workdir/$change"
 if command -v timeout >/dev/null 2>&1; then
-    timeout "$patcher_timeout" bash "$patcher" "${qc_args[@]}" 2>&1 | tee "$report_file"
+    timeout "$patcher_timeout" bash "$patcher" "${qc_args[@]}" 2>&1 | tee "$report_partial"
 else
-    bash "$patcher" "${qc_args[@]}" 2>&1 | tee "$report_file"
+    bash "$patcher" "${qc_args[@]}" 2>&1 | tee "$report_partial"
 fi
 patcher_status="${PIPESTATUS[0]}"
+if ! mv -fT -- "$report_partial" "$report_file" 2>/dev/null; then
+    rm -f -- "$report_partial"
+    echo "linux_patcher_qc.sh: the report was printed but not saved as $workdir/$change/qc_report.txt" >&2
+fi
 
 if command -v dnf >/dev/null 2>&1; then
     pkg_manager="dnf"

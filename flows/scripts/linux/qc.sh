@@ -22,11 +22,15 @@
 # Nothing on the server changes except the package metadata cache and the change folder.
 #
 # Exit status: 0 when the report was produced (pass or fail is in the report), 1 when it could
-# not be saved on the server, 2 when a parameter is refused (nothing is run or written then).
+# not be saved on the server, 2 when a parameter or the change folder is refused (nothing is run
+# or written then): see the library below for what makes a folder unsafe.
 #
 # Every absolute path goes through $CLOUDOPS_ROOT (empty on a real server) so that the tests can
 # run this script for real in a sandbox.
 set -u
+umask 077 # what this script creates is root's alone: the report holds the server's details
+
+# cloudops-include: change_folder.sh
 
 root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
@@ -101,11 +105,16 @@ else
 fi
 
 save_failed=""
-if ! mkdir -p "$change_dir" 2>/dev/null; then
-    save_failed="could not create $change_dir"
+folder_problem="$(cloudops_change_folder "$root" "$workdir" "$change")"
+case $? in
+    0) ;;
+    2) refuse "$folder_problem. Nothing was run." ;;
+    *) save_failed="$folder_problem" ;;
+esac
+repo_log="/dev/null"
+if [ -z "$save_failed" ]; then
+    repo_log="$(cloudops_temp_file "$change_dir" qc_repo_check.log)" || repo_log="/dev/null"
 fi
-repo_log="$change_dir/qc_repo_check.log"
-[ -z "$save_failed" ] || repo_log="/dev/null"
 
 host="$(hostname 2>/dev/null || cat "$root/etc/hostname" 2>/dev/null || echo unknown)"
 current_date="$(date)"
@@ -243,8 +252,11 @@ report="$(
     printf '(Disk Space Check Result): %s\n' "$disk_result"
 )"
 
-if [ -z "$save_failed" ] && ! printf '%s\n' "$report" >"$report_file" 2>/dev/null; then
-    save_failed="could not write $report_file"
+if [ -z "$save_failed" ] && ! printf '%s\n' "$report" | cloudops_write_file "$report_file"; then
+    save_failed="could not write $workdir/$change/qc_report.txt"
+fi
+if [ "$repo_log" != "/dev/null" ]; then
+    mv -fT -- "$repo_log" "$change_dir/qc_repo_check.log" 2>/dev/null || rm -f -- "$repo_log"
 fi
 
 printf '%s\n' "$report"

@@ -17,6 +17,8 @@
 # Absolute paths go through $CLOUDOPS_ROOT (empty on a real server) so tests run it in a sandbox.
 set -uo pipefail
 umask 077 # anything this script creates is private unless it is made public on purpose
+
+# cloudops-include: change_folder.sh
 root="${CLOUDOPS_ROOT:-}"
 package="scaleft-server-tools"
 script_name="sft_reset"
@@ -175,6 +177,12 @@ write_agent_config() {
 # --- checks: every refusal happens here, before the host is touched -------------------------
 check_token_source
 check_enrollment_token
+# The token and the configuration go in folders only root may change (see the library).
+for sft_dir in /var/lib/sftd /etc/sft; do
+    if ! dir_problem="$(cloudops_workdir_problem "$root" "$sft_dir" "$sft_dir")"; then
+        refuse unsafe_directory "$dir_problem. Nothing was changed."
+    fi
+done
 if ! command -v systemctl >/dev/null 2>&1; then
     refuse no_systemd "systemctl was not found; this script manages sftd through systemd only. \
 Nothing was changed."

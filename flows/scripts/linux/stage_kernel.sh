@@ -13,12 +13,15 @@
 #   NEW_KERNEL      kernel version to install, as the QC listed it, e.g. 4.18.0-553.45.1.el8_10
 #                   or 5.15.0-105-generic (required)
 #
-# Exit status: 0 when patchme.sh was written, 1 when it could not be, 2 when a parameter is
-# refused (nothing is written then).
+# Exit status: 0 when patchme.sh was written, 1 when it could not be, 2 when a parameter or the
+# change folder is refused (nothing is written then; see the library below).
 #
 # Every absolute path goes through $CLOUDOPS_ROOT (empty on a real server) so that the tests can
 # run this script, and the patchme.sh it writes, for real in a sandbox.
 set -u
+umask 077 # patchme.sh is run by root in the patch window: nobody else may change it
+
+# cloudops-include: change_folder.sh
 
 root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
@@ -43,17 +46,24 @@ change_dir="$root$workdir/$change"
 patchme="$change_dir/patchme.sh"
 staged_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
+partial=""
 fail() {
     echo "stage_kernel.sh: $1" >&2
-    rm -f "$partial"
+    [ -z "$partial" ] || rm -f -- "$partial"
     exit 1
 }
 
-partial="$patchme.part.$$"
-mkdir -p "$change_dir" || fail "could not create the change folder $change_dir"
+folder_problem="$(cloudops_change_folder "$root" "$workdir" "$change")"
+case $? in
+    0) ;;
+    2) refuse "$folder_problem. Nothing was staged." ;;
+    *) fail "$folder_problem" ;;
+esac
+partial="$(cloudops_temp_file "$change_dir" patchme.sh)" ||
+    fail "could not create a file for patchme.sh in $workdir/$change"
 
 previous=""
-if [ -f "$patchme" ]; then
+if [ -f "$patchme" ] && [ ! -L "$patchme" ]; then
     previous="$(sed -n 's/^newkernel="\([^"]*\)"$/\1/p' "$patchme" | head -n 1)"
 fi
 
@@ -107,8 +117,9 @@ PATCHME
 } >"$partial" 2>/dev/null || fail "could not write $partial"
 
 bash -n "$partial" || fail "the patchme.sh written for $new_kernel does not parse; nothing staged"
-chmod 700 "$partial" || fail "could not make $partial executable"
-mv -f "$partial" "$patchme" || fail "could not save $patchme"
+chmod 700 -- "$partial" || fail "could not make $partial executable"
+mv -fT -- "$partial" "$patchme" || fail "could not save $workdir/$change/patchme.sh"
+partial=""
 
 if [ -n "$previous" ] && [ "$previous" != "$new_kernel" ]; then
     echo "Staged kernel $new_kernel for change $change in $workdir/$change/patchme.sh (replaces the earlier target $previous). Nothing was installed and nothing rebooted."

@@ -243,3 +243,19 @@ def test_a_change_spec_refuses_an_instance_twice(two_instance_change):
             change_number="CHG1",
             targets=[two_instance_change.targets[0], two_instance_change.targets[0]],
         )
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [("cn-north-1", "aws-cn"), ("us-iso-east-1", "aws-iso"), ("us-isob-east-1", "aws-iso-b")],
+)
+def test_a_region_of_a_partition_the_flows_do_not_serve_is_named_as_such(region, partition):
+    text = "change_number,instance_id,account_id,region\n"
+    text += f"CHG1,i-0123456789abcdef0,111111111111,{region}\n"
+
+    with pytest.raises(ChangeFileError) as caught:
+        parse_change_csv(text)
+
+    (problem,) = caught.value.problems
+    assert (problem.row, problem.column) == (2, "region")
+    assert f"(partition {partition})" in problem.message and "do not serve" in problem.message

@@ -8,6 +8,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from flows import run_script
+from flows.changes import ChangeFileError
 from flows.common.targets import TargetSelectionError
 from flows.store import Store
 from providers.base import ResultStatus, Target
@@ -97,3 +98,29 @@ def test_every_line_of_each_instance_output_reaches_the_report_and_an_artifact(
             if a.key == "run-script-output" and a.flow_run_id == state.state_details.flow_run_id
         ]
     assert "line-40" in str(output.data)
+
+
+@pytest.mark.parametrize("change_csv", ["/proc/self/mem", "/etc/passwd", "../../etc/hosts"])
+def test_a_change_file_outside_the_changes_directory_is_refused_before_anything_runs(
+    data_dir: Path, change_csv: str
+) -> None:
+    with pytest.raises(ChangeFileError, match="is outside the changes directory") as refused:
+        run_script(script="echo never", change_csv=change_csv, provider="local")
+
+    assert str(data_dir / "changes") in str(refused.value)
+    assert not (data_dir / "reports").exists()
+
+
+def test_a_change_file_in_the_changes_directory_is_read_and_stored(data_dir: Path) -> None:
+    (data_dir / "changes").mkdir(parents=True)
+    (data_dir / "changes" / "CHG0077.csv").write_text(
+        "change_number,instance_id,account_id,region\nCHG0077,i-0123456789abcdef0,"
+        "111111111111,us-east-1\n"
+    )
+
+    result = run_script(script="echo never here", change_csv="CHG0077.csv", provider="local")
+
+    assert result.change_number == "CHG0077"
+    stored = Store.default().load_change("CHG0077")
+    assert stored is not None
+    assert [t.instance_id for t in stored.targets] == ["i-0123456789abcdef0"]

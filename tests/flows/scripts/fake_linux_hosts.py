@@ -37,6 +37,10 @@ BASE_TOOLS = (
     "tee",
     "timeout",
     "sha256sum",
+    # What the scripts' folder checks use (lib/change_folder.sh); coreutils on every server.
+    "id",
+    "stat",
+    "mktemp",
 )
 SENT_SCRIPT = "sent-script.sh"
 # Fixed time for reports: Tue May 14 10:00:00 UTC 2024.

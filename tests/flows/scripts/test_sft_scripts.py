@@ -29,7 +29,7 @@ from flows.parsers import SftActionOutcome, SftNeed, parse_sft_action_result, pa
 
 FAKES = Path(__file__).parent / "sft_fakes"
 BASE_TOOLS = ("cat", "chmod", "dirname", "grep", "mkdir", "mktemp", "mv", "readlink", "rm", "sed")
-BASE_TOOLS += ("touch", "wc")
+BASE_TOOLS += ("touch", "wc", "id", "stat")  # id, stat: the folder checks of lib/change_folder.sh
 BASH = shutil.which("bash")
 TOKEN = "eyJ0ZWFtIjoiY2xvdWRvcHMifQ.S3cr3tEnr0llm3ntT0ken-for-tests_only"
 ADDRESS = "10.20.30.40"

@@ -56,6 +56,8 @@ def postgres_server_url() -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database (not yet migrated)."""
     if request.param == "sqlite":
+        # The store creates only the data directory; a DATABASE_URL directory must exist.
+        (tmp_path / "store").mkdir(mode=0o700)
         yield f"sqlite:///{tmp_path / 'store' / 'cloudops.db'}"
     else:
         with fresh_postgres_database(postgres_server_url()) as url:

@@ -156,8 +156,8 @@ def test_named_profile_of_the_right_partition_is_used(moto_aws: None, no_ambient
     assert gov.access_key_id.get_secret_value() == "AKIAPROFILEKEY"
 
 
-def test_profile_of_the_other_partition_is_refused_naming_its_partition(
-    moto_aws: None, no_ambient_aws: Path
+def test_profile_of_the_other_partition_is_not_configured_and_never_sent_there(
+    moto_aws: None, no_ambient_aws: Path, aws_wire: AwsWire
 ) -> None:
     write_profile(no_ambient_aws, "com-ops", region="us-east-1")
     resolver = CredentialResolver(block(profile_name="com-ops"), legacy=legacy())
@@ -167,9 +167,27 @@ def test_profile_of_the_other_partition_is_refused_naming_its_partition(
 
     message = str(raised.value)
     assert "the AWS profile 'com-ops'" in message
-    assert "partition aws," in message and "aws-us-gov" in message
+    assert "belong to partition aws (their region is us-east-1)" in message
+    assert "none for gov (partition aws-us-gov)" in message
     assert raised.value.transient is False
+    assert aws_wire.calls() == []  # decided from the profile's region, not by asking GovCloud
     assert resolver.resolve("com").source is CredentialSource.PROFILE
+    assert {call.url for call in aws_wire.calls()} == {"https://sts.us-east-1.amazonaws.com/"}
+
+
+@pytest.mark.parametrize("region", ["cn-north-1", "us-isob-east-1"])
+def test_a_default_chain_of_a_partition_not_served_is_no_credentials_anywhere(
+    moto_aws: None, aws_wire: AwsWire, monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIACHINAKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "china-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+    resolver = CredentialResolver(block(), legacy=legacy())
+
+    for environment in ("com", "gov"):
+        with pytest.raises(MissingCredentialsError, match="were not sent"):
+            resolver.resolve(environment)
+    assert aws_wire.calls() == []
 
 
 def test_missing_profile_is_named(moto_aws: None) -> None:

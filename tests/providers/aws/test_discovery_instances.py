@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from providers.aws.config import AwsProviderConfig
 from providers.aws.errors import AwsError
 from providers.base import DiscoveryFilter, Platform
 from providers.partitions import Environment
@@ -91,3 +92,32 @@ def test_accounts_fall_back_to_the_caller_when_organizations_refuses(fleet: Flee
 
     assert [(a.account_id, a.environment) for a in accounts] == [(HOME_ACCOUNT, Environment.COM)]
     assert code in caplog.text and HOME_ACCOUNT in caplog.text
+
+
+@pytest.mark.parametrize("region", ["cn-north-1", "us-iso-east-1", "us-isob-east-1", "us-west-9"])
+def test_a_region_outside_both_partitions_is_refused_before_any_call(fleet: Fleet, region: str):
+    provider = fleet.provider()
+
+    with pytest.raises(AwsError) as refused:
+        provider.discover_instances(DiscoveryFilter(regions=["us-east-1", region]))
+
+    assert f"discovery.regions[1]: {region!r}" in str(refused.value)
+    assert refused.value.transient is False
+    assert fleet.world.requests == []
+
+
+def test_the_credentials_of_no_partition_are_signed_for_a_china_or_iso_region(fleet: Fleet):
+    provider = fleet.provider()
+
+    for region in ("cn-north-1", "cn-northwest-1", "us-iso-west-1", "us-isob-east-1"):
+        with pytest.raises(AwsError, match="which these flows do not serve"):
+            provider.resolver.credentials_for(region)
+        assert provider.region_problem(region, "targets[0]") is not None
+
+    assert fleet.world.requests == []
+
+
+@pytest.mark.parametrize("region", ["cn-north-1", "us-isob-east-1", "eu-nowhere-1"])
+def test_a_default_region_outside_both_partitions_is_refused_in_the_settings(region: str):
+    with pytest.raises(ValueError, match=rf"default_regions\[1\]: '{region}'"):
+        AwsProviderConfig(default_regions=("us-east-1", region))
