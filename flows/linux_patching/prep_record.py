@@ -49,10 +49,27 @@ class StagedInstance(BaseModel):
     )
     command_id: str | None = None
     error: str | None = None
+    not_offered: bool = Field(
+        default=False,
+        description="the group's kernel is not among the ones this instance's own QC listed: "
+        "nothing was sent to it",
+    )
+    offered_kernels: list[str] = Field(
+        default_factory=list, description="what this instance's QC listed, when not_offered"
+    )
 
     @property
     def staged(self) -> bool:
         return self.status.is_success and self.staged_kernel == self.kernel
+
+    @property
+    def outcome(self) -> str:
+        """``staged``, ``not_offered``, or the staging command's status."""
+        if self.staged:
+            return "staged"
+        if self.not_offered:
+            return "not_offered"
+        return self.status.value
 
 
 class PrepRecord(BaseModel):
