@@ -113,14 +113,32 @@ def _counts(result: PostResult) -> str:
 
 
 def _needs_attention(result: PostResult) -> list[str]:
-    lines = []
-    for i in result.not_passed:
-        if i.verdict is PostVerdict.NOT_APPLICABLE:
-            continue
-        lines.append(f"- `{i.instance_id}` ({i.verdict.value}): " + "; ".join(i.reasons))
+    lines = [
+        f"- `{i.instance_id}` ({i.verdict.value}): " + "; ".join(i.reasons)
+        for i in result.not_passed
+        if i.verdict.is_failure
+    ]
     if not lines:
         return []
     return ["## Needs attention", "", *lines, ""]
+
+
+def _left_unpatched(result: PostResult) -> list[str]:
+    lines = [
+        f"- `{i.instance_id}`: " + "; ".join(i.reasons)
+        for i in result.instances
+        if i.verdict is PostVerdict.NOT_PATCHED_PREP_FAILED
+    ]
+    if not lines:
+        return []
+    return [
+        "## Not patched on purpose",
+        "",
+        "Their prep QC did not pass, so no kernel was staged: no post failure.",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def _findings(result: PostResult) -> list[str]:
@@ -149,8 +167,9 @@ def post_report_markdown(result: PostResult) -> str:
         f"- change folder on each server: `{result.workdir}/{result.change_number}`",
         "- target kernel: `patchme.sh` on the server, else the kernel the prep run staged, "
         f"else the parameter ({result.target_kernel or 'not given'})",
-        "- a server fails on a kernel mismatch, or CrowdStrike or BigFix installed but not "
-        "running; the other findings are informational",
+        "- a server fails on a kernel mismatch, on a required agent installed but not running, "
+        "or on a required agent present at prep QC and gone or stopped now; the other findings "
+        "are informational",
     ]
     if without_prep:
         lines.append(f"- {NO_PREP_RECORD} for: {', '.join(without_prep)}")
@@ -158,6 +177,7 @@ def post_report_markdown(result: PostResult) -> str:
         lines.append(f"- not applicable (Windows): {', '.join(not_applicable)}")
     lines.append("")
     lines += _needs_attention(result)
+    lines += _left_unpatched(result)
     lines += ["## Kernel and agents since prep", "", markdown_table(drift_rows(result.instances))]
     lines += ["## Passed", "", markdown_table(passed_rows(result.instances))]
     lines += ["## Did not pass", "", markdown_table(failed_rows(result.instances))]
