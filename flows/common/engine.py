@@ -15,6 +15,10 @@ Prefect retries it:
 Task runs grow with the number of chunks (at most 50 instances each), not with instances.
 Transient faults (``ProviderError.transient``: throttling, connection errors, expired tokens)
 are retried with jitter; permanent ones (access denied, invalid input) are reported at once.
+
+Each call that spends the provider's API budget of an (account, region) first takes a slot of
+the Prefect global rate limit of that name, shared by every run (see
+:mod:`flows.common.api_budget`): a prepare per page of 50 instances, a send, a poll round.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from flows.common.api_budget import spend_api_budget
 from flows.common.progress import InstanceProgress
 from flows.common.settings import get_settings
 from flows.store import Store
@@ -96,6 +101,10 @@ def prepare_group(
     provider: Provider, targets: list[Target], request: ScriptRequest, label: str, step: str
 ) -> Plan:
     """Pre-check one (account, region) group and cut it into chunks."""
+    if targets:
+        # One DescribeInstanceInformation page per 50 instances.
+        pages = -(-len(targets) // 50)
+        spend_api_budget(provider, targets[0].account_id, targets[0].region, pages)
     plan = provider.prepare(targets, request)
     not_sent = len(plan.results)
     get_run_logger().info(
@@ -136,6 +145,7 @@ def send_chunk(
             label,
         )
         return already
+    spend_api_budget(provider, chunk.account_id, chunk.region)
     ref = provider.send(chunk, request)
     try:
         store.record_command(run_key, ref)
@@ -167,7 +177,11 @@ def collect_command(
     step: str,
 ) -> list[ScriptResult]:
     """Poll one command until all its instances are final or its deadline has passed."""
-    results = provider.collect(ref, on_progress=on_poll)
+    results = provider.collect(
+        ref,
+        on_progress=on_poll,
+        before_poll=lambda: spend_api_budget(provider, ref.account_id, ref.region),
+    )
     get_run_logger().info(
         "%s %s: command %s final on %d instance(s)", step, label, ref.command_id, len(results)
     )

@@ -24,7 +24,7 @@ input.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 
@@ -80,6 +80,21 @@ AGENT_LABELS: dict[str, str] = {
 # Installed but not running fails the server only for required agents: by default these two,
 # the security and patch-management agents a change must not leave down.
 REQUIRED_AGENTS: tuple[str, ...] = ("falcon-sensor", "besclient")
+
+
+def check_required_agents(agents: Sequence[str] | None) -> tuple[list[Agent], str | None]:
+    """The agents a change must leave running (CrowdStrike and BigFix when not given), or the
+    problem with the list."""
+    if agents is None:
+        return [Agent(a) for a in REQUIRED_AGENTS], None
+    known = [a.value for a in Agent]
+    unknown = [str(a) for a in agents if str(a) not in known]
+    if unknown:
+        return [], (
+            f"required_agents: {', '.join(repr(a) for a in unknown)} is not an agent the post "
+            f"check knows; choose among {', '.join(known)}"
+        )
+    return list(dict.fromkeys(Agent(str(a)) for a in agents)), None
 
 
 def agent_label(unit: str) -> str:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from flows.changes import validate_change_number
 from flows.common.parameters import ParameterError
 from flows.linux_patching.kernels import validate_kernel_version
-from flows.linux_patching.post_check import REQUIRED_AGENTS, Agent
+from flows.linux_patching.post_check import REQUIRED_AGENTS, Agent, check_required_agents
 from flows.linux_patching.workdir import check_workdir
 
 POST_WORKFLOW = "linux-qc-patching-post"
@@ -30,21 +30,6 @@ class PostParameterError(ParameterError):
     """One or more parameters of the post flow are not acceptable; every problem is listed."""
 
     workflow = POST_WORKFLOW
-
-
-def check_required_agents(agents: Sequence[str] | None) -> tuple[list[Agent], str | None]:
-    """The agents a change must leave running (CrowdStrike and BigFix when not given), or the
-    problem with the list."""
-    if agents is None:
-        return [Agent(a) for a in REQUIRED_AGENTS], None
-    known = [a.value for a in Agent]
-    unknown = [str(a) for a in agents if str(a) not in known]
-    if unknown:
-        return [], (
-            f"required_agents: {', '.join(repr(a) for a in unknown)} is not an agent the post "
-            f"check knows; choose among {', '.join(known)}"
-        )
-    return list(dict.fromkeys(Agent(str(a)) for a in agents)), None
 
 
 def validate_post_parameters(

@@ -18,6 +18,7 @@ from flows.linux_patching.prep_record import StagedInstance
 from flows.linux_patching.qc_report import CollectedPrepFiles, parse_collected_prep_files
 from providers.base import ResultStatus, ScriptResult, Target
 
+WINDOW_INSTALL_SCRIPT = "linux/window_install.sh"
 _PATCHME_BEGIN = "----- BEGIN patchme.sh -----"
 _PATCHME_END = "----- END patchme.sh -----"
 
@@ -34,10 +35,16 @@ class InstancePrepFiles(BaseModel):
 
 
 def stage_script(change_number: str, workdir: str, kernel: str) -> str:
-    """``linux/stage_kernel.sh`` with its quoted parameters."""
+    """``linux/stage_kernel.sh`` with its quoted parameters; the ``patchme.sh`` it writes runs
+    ``linux/window_install.sh`` (the SSM agent's reboot protocol, one reboot per change)."""
     return render_script(
         load_script("linux/stage_kernel.sh"),
-        {"CHANGE_NUMBER": change_number, "WORKDIR": workdir, "NEW_KERNEL": kernel},
+        {
+            "CHANGE_NUMBER": change_number,
+            "WORKDIR": workdir,
+            "NEW_KERNEL": kernel,
+            "PATCHME_BODY": load_script(WINDOW_INSTALL_SCRIPT),
+        },
     )
 
 
