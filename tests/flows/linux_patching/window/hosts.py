@@ -469,3 +469,24 @@ def prep(
             )
         else:
             stage_on(server, change, server.facts.target)
+
+
+PLACES = (
+    ("111111111111", "us-east-1"),
+    ("111111111111", "us-west-2"),
+    ("222222222222", "us-east-1"),
+    ("333333333333", "us-gov-west-1"),
+)
+
+
+def prepped_fleet(
+    world: SsmWorld, change: str, specs: dict[str, HostSpec]
+) -> dict[str, WindowServer]:
+    """A server per name of ``specs`` dealt over the places (two commercial accounts and
+    GovCloud), prepped for ``change``."""
+    servers = {
+        name: build_server(world, *PLACES[i % len(PLACES)], name, spec)
+        for i, (name, spec) in enumerate(specs.items())
+    }
+    prep(Store.default(), change, list(servers.values()), specs)
+    return servers
