@@ -49,6 +49,7 @@ from providers.base import (
     CommandRef,
     Plan,
     Provider,
+    ResultStatus,
     ScriptRequest,
     ScriptResult,
     Target,
@@ -301,3 +302,56 @@ def run_on_targets(
         return engine.run_batch(
             steps, targets, request, on_results=progress.add, on_problem=logger.error
         )
+
+
+def collect_sent(
+    provider: Provider,
+    refs: Sequence[CommandRef],
+    *,
+    step: str,
+    progress_key: str | None = None,
+) -> list[ScriptResult]:
+    """Re-attach to commands sent before (by a run that was then retried): poll each until its
+    instances are final or its deadline passes, one ``collect`` task per command, nothing sent.
+    A command that cannot be read gives its instances ``error`` results naming it."""
+    progress = InstanceProgress(
+        total=sum(len(r.instance_ids) for r in refs),
+        key=progress_key,
+        description=f"{step}: instances of commands sent before the retry, with a final result",
+    )
+    results: list[ScriptResult] = []
+    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=concurrency_limit(provider)
+    )
+    with task_runner as runner:
+        pending = [
+            (
+                ref,
+                runner.submit(
+                    collect_command,
+                    {
+                        "provider": provider,
+                        "ref": ref,
+                        "on_poll": progress.on_poll,
+                        "label": f"{place_label(ref.account_id, ref.region)}-reattached",
+                        "step": step,
+                    },
+                ),
+            )
+            for ref in refs
+        ]
+        for ref, future in pending:
+            try:
+                results.extend(future.result())
+            except Exception as exc:
+                results.extend(
+                    ScriptResult.without_running(
+                        Target(instance_id=i, account_id=ref.account_id, region=ref.region),
+                        ResultStatus.ERROR,
+                        f"command {ref.command_id}, sent before this run was retried, could not "
+                        f"be read: {exc}",
+                        command_id=ref.command_id,
+                    )
+                    for i in ref.instance_ids
+                )
+    return results

@@ -2,14 +2,14 @@
 through the SSM agent, back online, the post checks), each recorded in the store.
 
 Every command is sent under a run key made of the flow run id and the step (``<id>/wave-2``),
-so a retried flow run re-attaches to the command it already sent for a wave instead of sending
-it again.
+so a retried flow run re-attaches to every command it already sent for a wave (even while those
+servers are still rebooting) instead of sending it again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from prefect import get_run_logger
 
@@ -71,7 +71,7 @@ def preflight(ledger: WindowLedger) -> dict[str, InstancePreflight]:
         PREFLIGHT_STEP, preflight_script(ledger.change, params.workdir), PREFLIGHT_TIMEOUT_SECONDS
     )
     reach = check_connectivity(run.provider, ledger.targets, request, not_applicable=NOT_APPLICABLE)
-    batch = run.run_script(
+    batch = run.run_script_once(
         PREFLIGHT_STEP,
         reach.reachable,
         request,
@@ -118,10 +118,11 @@ def _agents_online(ledger: WindowLedger, targets: Sequence[Target]) -> set[str]:
     }
 
 
-def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], datetime]:
-    """The install command of the wave, through the reboot; returns the results and when it was
-    sent. SSM's delivery timeout is the reboot timeout: the agent is Online when it goes out
-    (preflight), so it only widens how long the command is followed, by the reboot."""
+def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], dict[str, datetime]]:
+    """The install command of the wave, through the reboot; returns the results and when each
+    instance's command was sent. SSM's delivery timeout is the reboot timeout: the agent is
+    Online when it goes out (preflight), so it only widens how long the command is followed, by
+    the reboot."""
     params = ledger.params
     staged = {ledger.preflight[t.instance_id].staged_kernel or "" for t in wave.targets}
     request = ledger.run.request(
@@ -130,7 +131,6 @@ def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], date
         params.install_timeout_seconds,
         delivery_timeout_seconds=params.reboot_timeout_seconds,
     )
-    sent_at = datetime.now(UTC)
     get_run_logger().info(
         "%s (%s): installing on %d instance(s), kernels %s",
         wave.step,
@@ -138,13 +138,19 @@ def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], date
         len(wave.targets),
         ", ".join(sorted(staged)),
     )
-    batch = ledger.run.run_script(
+    key = run_key(ledger, wave.step)
+    batch = ledger.run.run_script_once(
         wave.step,
         wave.targets,
         request,
-        run_key=run_key(ledger, wave.step),
+        run_key=key,
         progress_key=_progress_key(ledger, f"{wave.step}-progress"),
     )
+    sent_at = {
+        instance_id: ref.sent_at
+        for ref in ledger.run.store.commands_for(key)
+        for instance_id in ref.instance_ids
+    }
     return batch.results, sent_at
 
 
@@ -161,7 +167,7 @@ def _post_checks(ledger: WindowLedger, wave: Wave, back: list[Target]) -> dict[s
         post_script(ledger.change, params.workdir, None, KernelTargetSource.NONE),
         POST_TIMEOUT_SECONDS,
     )
-    batch = run.run_script(step, back, request, run_key=run_key(ledger, step))
+    batch = run.run_script_once(step, back, request, run_key=run_key(ledger, step))
     by_id = {t.instance_id: t for t in back}
     judged = {
         r.instance_id: judge_post(
@@ -192,7 +198,7 @@ def _outcome(
     result: ScriptResult,
     installed: InstallOutcome,
     post: InstancePost | None,
-    sent_at: datetime,
+    sent_at: datetime | None,
 ) -> InstanceOutcome:
     check = ledger.preflight[target.instance_id]
     facts = installed.facts
@@ -217,7 +223,7 @@ def _outcome(
     if installed.installed is Installed.ALREADY:
         outcome.status = FinalStatus.ALREADY_PATCHED
         outcome.notes.append("already ran the target when the install started: not rebooted")
-    if installed.installed is Installed.BACK and result.ended_at is not None:
+    if installed.installed is Installed.BACK and result.ended_at and sent_at:
         outcome.seconds_to_back_online = round((result.ended_at - sent_at).total_seconds(), 1)
     if post is not None:
         outcome.post_verdict = post.verdict.value
@@ -260,7 +266,7 @@ def patch_wave(ledger: WindowLedger, wave: Wave) -> list[InstanceOutcome]:
             by_id[t.instance_id],
             installs[t.instance_id],
             posts.get(t.instance_id),
-            sent_at,
+            sent_at.get(t.instance_id),
         )
         for t in wave.targets
     ]

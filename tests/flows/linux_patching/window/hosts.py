@@ -480,12 +480,15 @@ PLACES = (
 
 
 def prepped_fleet(
-    world: SsmWorld, change: str, specs: dict[str, HostSpec]
+    world: SsmWorld,
+    change: str,
+    specs: dict[str, HostSpec],
+    places: Sequence[tuple[str, str]] = PLACES,
 ) -> dict[str, WindowServer]:
-    """A server per name of ``specs`` dealt over the places (two commercial accounts and
-    GovCloud), prepped for ``change``."""
+    """A server per name of ``specs`` dealt over ``places`` (by default two commercial accounts
+    and GovCloud), prepped for ``change``."""
     servers = {
-        name: build_server(world, *PLACES[i % len(PLACES)], name, spec)
+        name: build_server(world, *places[i % len(places)], name, spec)
         for i, (name, spec) in enumerate(specs.items())
     }
     prep(Store.default(), change, list(servers.values()), specs)
