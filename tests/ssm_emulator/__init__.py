@@ -66,7 +66,7 @@ What happened::
     world.throttled                   # Counter[(service, operation)] answered with throttling
     world.send_commands_per_instance  # Counter[instance_id] of accepted SendCommands
     world.requests                    # [RecordedRequest(service, operation, host,
-                                      #   access_key_id, account, region, answered_by)]
+                                      #   access_key_id, account, region, answered_by, at)]
     world.commands, world.command(id) # EmulatedCommand: command_id, instance_ids, parameters,
                                       #   script, comment, execution_timeout, invocations...
     world.s3_failures                 # output uploads that found no bucket

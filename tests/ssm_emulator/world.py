@@ -71,6 +71,7 @@ class RecordedRequest(NamedTuple):
     account: str
     region: str
     answered_by: str  # "emulator", "moto", "throttled", "fault:<code>", "denied:<code>"
+    at: float = 0.0  # when it arrived (epoch seconds)
 
 
 class Credentials(NamedTuple):
@@ -649,6 +650,7 @@ class SsmWorld:
                     account,
                     wire.region,
                     answered_by,
+                    time.time(),
                 )
             )
         return response
