@@ -12,8 +12,9 @@ growing to 15 s, with jitter); its canary takes one server of each of the three 
 then waves of 25%.
 
 Printed per wave: wall time; the share of it spent waiting on the scripts and the reboot (the
-simulated install + reboot); the overhead beyond them (sending, polling granularity, the post
-checks, recording); SSM calls by operation; Prefect task runs. Goals: overhead per wave at most
+simulated install + reboot); the overhead beyond them, and where it went (detect: from the last
+install's end to the post checks' start, mostly polling granularity; post: the post checks;
+record: after them); SSM calls by operation; Prefect task runs. Goals: overhead per wave at most
 one poll interval (15 s) + 5 s; SSM calls for the whole window at most 1.5 per instance; task
 runs that grow with chunks (50 instances), not with instances.
 """
@@ -210,6 +211,22 @@ def emulated_fleet(size: int, install_seconds: float, reboot_seconds: float) -> 
             world.close()
 
 
+def phases(flow_run_id: object, wave: int) -> tuple[float, float, float]:
+    """From the store: the delay between the last server's install ending and its post checks
+    starting (polling granularity, judging), the post checks, and the recording after them."""
+    store = Store.default()
+    runs = {r.step: r for r in store.runs_for_change(CHANGE) if r.flow_run_id == str(flow_run_id)}
+    install, post = runs[f"wave-{wave}"], runs[f"wave-{wave}-post"]
+    ended = max(e.ended_at for e in store.executions(install.id) if e.ended_at)
+    post_end = post.ended_at or post.started_at
+    wave_end = install.ended_at or post_end
+    return (
+        (post.started_at - ended).total_seconds(),
+        (post_end - post.started_at).total_seconds(),
+        (wave_end - post_end).total_seconds(),
+    )
+
+
 def per_wave(world: SsmWorld, result: WindowResult, flow_run_id: object, scripts: float) -> None:
     task_runs: list[TaskRun] = []
     with get_client(sync_client=True) as client:
@@ -220,8 +237,10 @@ def per_wave(world: SsmWorld, result: WindowResult, flow_run_id: object, scripts
         ):
             task_runs.extend(page)
     requests = world.requests
-    print(f"{'wave':>5} {'kind':>6} {'n':>5} {'wall s':>7} {'scripts':>8} {'overhead s':>10}  "
-          "SSM calls by operation; task runs")  # fmt: skip
+    print(
+        f"{'wave':>5} {'kind':>6} {'n':>5} {'wall s':>7} {'scripts':>8} {'overhead s':>10} "
+        f"{'(detect':>8} {'post':>5} {'record)':>8}  SSM calls by operation; task runs"
+    )
     for wave in result.waves:
         if not (wave.started_at and wave.ended_at):
             continue
@@ -235,9 +254,11 @@ def per_wave(world: SsmWorld, result: WindowResult, flow_run_id: object, scripts
             for t in task_runs
             if t.start_time and start <= t.start_time.timestamp() <= end
         )
+        detect, post, record = phases(flow_run_id, wave.number)
         print(
             f"{wave.number:>5} {wave.kind.value:>6} {len(wave.instance_ids):>5} {wall:>7.1f} "
-            f"{scripts / wall:>7.0%} {wall - scripts:>10.1f}  "
+            f"{scripts / wall:>7.0%} {wall - scripts:>10.1f} {detect:>8.1f} {post:>5.1f} "
+            f"{record:>8.1f}  "
             + ", ".join(f"{op} {n}" for op, n in sorted(calls.items()))
             + f"; {sum(tasks.values())} ({', '.join(f'{k} {v}' for k, v in sorted(tasks.items()))})"
         )

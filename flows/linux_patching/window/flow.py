@@ -166,12 +166,20 @@ def plan_summary(ledger: WindowLedger, waves: Sequence[Wave]) -> str:
         f"### Patch window for change {ledger.change}",
         "",
         f"Preflight: {len(ledger.targets)} instance(s); {counts}.",
-        f"Error budget: {ledger.budget.allowed} failure(s) ({ledger.params.max_failures.text}).",
+        f"Error budget: at most {ledger.budget.allowed} failure(s) over the whole change "
+        f"(max_failures {ledger.params.max_failures.text}).",
         "",
     ]
     lines += [f"- {w.step} ({w.kind.value}): {len(w.targets)} instance(s)" for w in waves]
     refused = [o for o in ledger.outcomes.values() if o.reasons]
-    lines += ["", *[f"- refused `{o.instance_id}`: {'; '.join(o.reasons)}" for o in refused]]
+    lines += [
+        "",
+        *[
+            f"- refused `{o.instance_id}` {o.hostname} ({o.account_id} {o.region}): "
+            + "; ".join(o.reasons)
+            for o in refused
+        ],
+    ]
     return "\n".join(lines)
 
 
@@ -240,8 +248,8 @@ def halt_summary(ledger: WindowLedger, spent: str) -> str:
         "no further wave.",
         "",
         *[
-            f"- `{o.instance_id}` {o.hostname} ({o.status.value}, wave {o.wave}): "
-            + "; ".join(o.reasons)
+            f"- `{o.instance_id}` {o.hostname} ({o.account_id} {o.region}; {o.status.value}, "
+            f"wave {o.wave}): " + "; ".join(o.reasons)
             for o in failed
         ],
     ]
@@ -328,7 +336,12 @@ def publish(ledger: WindowLedger, result: WindowResult) -> Path:
 # --- The flow ----------------------------------------------------------------------------------
 
 
-@flow(name=WINDOW_WORKFLOW, log_prints=False, persist_result=True)
+@flow(
+    name=WINDOW_WORKFLOW,
+    flow_run_name="window {change_number}",
+    log_prints=False,
+    persist_result=True,
+)
 def linux_qc_patching_window(
     change_number: str,
     provider: str | ProviderBlock | None = None,

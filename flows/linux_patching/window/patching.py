@@ -67,6 +67,7 @@ def preflight(ledger: WindowLedger) -> dict[str, InstancePreflight]:
         get_run_logger().info("preflight: using the one this flow run recorded before its retry")
         return ledger.recorded.preflight
     run, params = ledger.run, ledger.params
+    run_id = run.start_step(PREFLIGHT_STEP)
     request = run.request(
         PREFLIGHT_STEP, preflight_script(ledger.change, params.workdir), PREFLIGHT_TIMEOUT_SECONDS
     )
@@ -93,12 +94,12 @@ def preflight(ledger: WindowLedger) -> dict[str, InstancePreflight]:
         for t in ledger.targets
     }
     ready = sum(c.verdict.value == "ready" for c in checked.values())
-    run.record_step(
-        PREFLIGHT_STEP,
+    run.record_results(
+        run_id,
         list(results.values()),
         {iid: c.model_dump(mode="json") for iid, c in checked.items()},
-        Tally(ready, len(checked) - ready),
     )
+    run.finish_step(run_id, Tally(ready, len(checked) - ready))
     return checked
 
 
@@ -161,6 +162,7 @@ def _post_checks(ledger: WindowLedger, wave: Wave, back: list[Target]) -> dict[s
         return {}
     run, params = ledger.run, ledger.params
     step = f"{wave.step}-post"
+    run_id = run.start_step(step)
     # patchme.sh on each server names its target; the prep record backs it up in the verdict.
     request = run.request(
         step,
@@ -182,12 +184,12 @@ def _post_checks(ledger: WindowLedger, wave: Wave, back: list[Target]) -> dict[s
         for r in batch.results
     }
     passed = sum(p.passed for p in judged.values())
-    run.record_step(
-        step,
+    run.record_results(
+        run_id,
         batch.results,
         {iid: p.report.model_dump(mode="json") for iid, p in judged.items() if p.report},
-        Tally(passed, len(judged) - passed),
     )
+    run.finish_step(run_id, Tally(passed, len(judged) - passed))
     return judged
 
 

@@ -141,7 +141,8 @@ def window_report_markdown(result: WindowResult) -> str:
         else "not asked (require_approval false, or a dry run)"
     )
     failures = [
-        f"- `{i.instance_id}` {i.hostname} ({i.status.value}): " + "; ".join(i.reasons)
+        f"- `{i.instance_id}` {i.hostname} ({i.account_id} {i.region}; {i.status.value}): "
+        + "; ".join(i.reasons)
         for i in result.instances
         if i.status.spends_budget
     ]
