@@ -16,12 +16,14 @@ FLOW_MODULES: dict[str, str] = {
     "run_script": "flows.script_run.flow",
     "linux_qc_patching_prep": "flows.linux_patching.prep.flow",
     "linux_qc_patching_post": "flows.linux_patching.post.flow",
+    "linux_qc_patching_window": "flows.linux_patching.window.flow",
     "sft_fixer": "flows.sft.flow",
 }
 
 __all__ = [
     "linux_qc_patching_post",
     "linux_qc_patching_prep",
+    "linux_qc_patching_window",
     "run_script",
     "sft_fixer",
     "validate_credentials",
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from flows.credentials.flow import validate_credentials
     from flows.linux_patching.post.flow import linux_qc_patching_post
     from flows.linux_patching.prep.flow import linux_qc_patching_prep
+    from flows.linux_patching.window.flow import linux_qc_patching_window
     from flows.script_run.flow import run_script
     from flows.sft.flow import sft_fixer
 

@@ -69,6 +69,10 @@ class Provider(ABC):
 
     name: ClassVar[str]
 
+    # Whether a script that exits 194 (Linux) gets the SSM agent's reboot protocol: the agent
+    # reboots the server and runs the script again. A provider without it never reboots.
+    reboots_through_agent: ClassVar[bool] = False
+
     @abstractmethod
     def validate_credentials(self, environment: Environment | None = None) -> CredentialReport:
         """Who this provider acts as in ``environment`` (its home environment when None)."""
@@ -150,6 +154,12 @@ class Provider(ABC):
         """How many steps of a run (prepare, send, collect) go on at once by default."""
         return DEFAULT_MAX_CONCURRENT_GROUPS
 
+    def api_budget(self, account_id: str, region: str) -> str | None:
+        """The name of the API budget that a call for ``account_id``/``region`` spends, shared
+        by every run that calls there (AWS: ``ssm-<account>-<region>``, SSM's per account and
+        region rate limits), or None when this provider has none. Flows cap it across runs."""
+        return None
+
     def target_problem(self, target: Target) -> str | None:
         """Why this provider can never run anything on ``target`` (a malformed id, a place it
         does not reach), or None. Decided from the target alone, with no call: a flow can
@@ -169,8 +179,10 @@ class Provider(ABC):
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] | None = None,
         on_progress: Callable[[CommandProgress], None] | None = None,
+        before_poll: Callable[[], None] | None = None,
     ) -> list[ScriptResult]:
-        """Poll ``ref`` with backoff until every instance is final or the deadline passes.
+        """Poll ``ref`` with backoff until every instance is final or the deadline passes;
+        ``before_poll`` is called before each poll (to wait for an API budget).
 
         A poll that fails transiently is raised, for the caller to run ``collect`` again. One
         that fails for good after some instances were final raises ``CollectInterrupted``
@@ -185,6 +197,8 @@ class Provider(ABC):
         if (first_wait := next(delays) - since_sent) > 0:
             sleep(first_wait)
         while True:
+            if before_poll is not None:
+                before_poll()
             try:
                 progress = self.poll(ref, finished.keys())
             except ProviderError as exc:

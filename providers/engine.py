@@ -206,6 +206,7 @@ class SteppedProvider(Protocol):
         sleep: Callable[[float], None] = ...,
         rng: Callable[[], float] | None = ...,
         on_progress: Callable[[CommandProgress], None] | None = ...,
+        before_poll: Callable[[], None] | None = ...,
     ) -> list[ScriptResult]: ...
 
     def poll_schedule(self) -> PollSchedule: ...

@@ -10,6 +10,9 @@ group, children included), from a private temporary directory that holds the scr
 its output files; the directory is removed once the result is read, because a rendered script
 may carry a secret parameter. Output is capped as SSM caps ``GetCommandInvocation`` (first
 24,000 characters of stdout, 8,000 of stderr) so a flow behaves the same on either provider.
+
+It never reboots the machine it runs on: a script that exits 194 (asking the SSM agent for a
+reboot) ends ``failed`` with a result that says so, and is not run again.
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ _SECRET_DIR_PREFIX = "cloudops-secret-"
 
 # After SIGTERM, how long the script's process group gets to exit before SIGKILL.
 KILL_GRACE_SECONDS = 2.0
+
+# The exit code with which a Linux script asks the SSM agent to reboot the server and run it
+# again; this provider runs on the worker itself and never reboots it.
+REBOOT_REQUEST_EXIT_CODE = 194
 
 # Program and arguments per interpreter; the script file's path is appended.
 _COMMANDS: dict[Interpreter, tuple[str, ...]] = {
@@ -464,6 +471,14 @@ class LocalProvider(Provider):
             )
         elif exit_code == 0:
             status = ResultStatus.SUCCESS
+        elif exit_code == REBOOT_REQUEST_EXIT_CODE:
+            status = ResultStatus.FAILED
+            error = (
+                f"the script asked for a reboot (exit {exit_code}, the SSM agent's reboot "
+                f"protocol), and the local provider never reboots the machine it runs on (this "
+                f"worker, {socket.gethostname()}): nothing was rebooted and the script was not "
+                "run again. Patch servers with the aws provider, or use a dry run here"
+            )
         else:
             status = ResultStatus.FAILED
             if exit_code is not None and exit_code < 0:

@@ -19,6 +19,10 @@ Prefect retries it:
 Task runs grow with the number of chunks (at most 50 instances each), not with instances.
 Transient faults (``ProviderError.transient``: throttling, connection errors, expired tokens)
 are retried with jitter; permanent ones (access denied, invalid input) are reported at once.
+
+Each call that spends the provider's API budget of an (account, region) first takes a slot of
+the Prefect global rate limit of that name, shared by every run (see
+:mod:`flows.common.api_budget`): a prepare per page of 50 instances, a send, a poll round.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from flows.common.api_budget import spend_api_budget
 from flows.common.progress import InstanceProgress
 from flows.common.settings import get_settings
 from flows.store import Store
@@ -48,6 +53,7 @@ from providers.base import (
     CommandRef,
     Plan,
     Provider,
+    ResultStatus,
     ScriptRequest,
     ScriptResult,
     Target,
@@ -89,6 +95,10 @@ def prepare_group(
     provider: Provider, targets: list[Target], request: ScriptRequest, label: str, step: str
 ) -> Plan:
     """Pre-check one (account, region) group and cut it into chunks."""
+    if targets:
+        # One DescribeInstanceInformation page per 50 instances.
+        pages = -(-len(targets) // 50)
+        spend_api_budget(provider, targets[0].account_id, targets[0].region, pages)
     plan = provider.prepare(targets, request)
     not_sent = len(plan.results)
     get_run_logger().info(
@@ -133,9 +143,12 @@ def send_chunk(
     if intent is not None:
         # An earlier attempt meant to send this chunk and never recorded a command: it may
         # have gone out all the same (the process died, or the answer was lost).
+        spend_api_budget(provider, chunk.account_id, chunk.region)
         found = look_up_sent(provider, chunk, request, intent.recorded_at)
     else:
         store.record_send_intent(run_key, chunk)
+    if found is None:
+        spend_api_budget(provider, chunk.account_id, chunk.region)
     ref = found or provider.send(chunk, request)
     record_sent(store, run_key, ref)
     if found is not None:
@@ -181,7 +194,11 @@ def collect_command(
     step: str,
 ) -> list[ScriptResult]:
     """Poll one command until all its instances are final or its deadline has passed."""
-    results = provider.collect(ref, on_progress=on_poll)
+    results = provider.collect(
+        ref,
+        on_progress=on_poll,
+        before_poll=lambda: spend_api_budget(provider, ref.account_id, ref.region),
+    )
     get_run_logger().info(
         "%s %s: command %s final on %d instance(s)", step, label, ref.command_id, len(results)
     )
@@ -301,3 +318,56 @@ def run_on_targets(
         return engine.run_batch(
             steps, targets, request, on_results=progress.add, on_problem=logger.error
         )
+
+
+def collect_sent(
+    provider: Provider,
+    refs: Sequence[CommandRef],
+    *,
+    step: str,
+    progress_key: str | None = None,
+) -> list[ScriptResult]:
+    """Re-attach to commands sent before (by a run that was then retried): poll each until its
+    instances are final or its deadline passes, one ``collect`` task per command, nothing sent.
+    A command that cannot be read gives its instances ``error`` results naming it."""
+    progress = InstanceProgress(
+        total=sum(len(r.instance_ids) for r in refs),
+        key=progress_key,
+        description=f"{step}: instances of commands sent before the retry, with a final result",
+    )
+    results: list[ScriptResult] = []
+    task_runner: ThreadPoolTaskRunner[Any] = ThreadPoolTaskRunner(
+        max_workers=concurrency_limit(provider)
+    )
+    with task_runner as runner:
+        pending = [
+            (
+                ref,
+                runner.submit(
+                    collect_command,
+                    {
+                        "provider": provider,
+                        "ref": ref,
+                        "on_poll": progress.on_poll,
+                        "label": f"{place_label(ref.account_id, ref.region)}-reattached",
+                        "step": step,
+                    },
+                ),
+            )
+            for ref in refs
+        ]
+        for ref, future in pending:
+            try:
+                results.extend(future.result())
+            except Exception as exc:
+                results.extend(
+                    ScriptResult.without_running(
+                        Target(instance_id=i, account_id=ref.account_id, region=ref.region),
+                        ResultStatus.ERROR,
+                        f"command {ref.command_id}, sent before this run was retried, could not "
+                        f"be read: {exc}",
+                        command_id=ref.command_id,
+                    )
+                    for i in ref.instance_ids
+                )
+    return results

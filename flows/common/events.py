@@ -1,6 +1,7 @@
 """Prefect events that operators hang automations on: a workflow found failures in a change.
 
-Each failing workflow emits one event, named ``cloudops.<kind>.failed``, about the resource
+Each failing workflow emits one event, named ``cloudops.<kind>.failed`` (and the patch window
+``cloudops.window.halted`` when its error budget is spent), about the resource
 ``cloudops.change.<change number>`` (``cloudops.change.adhoc`` for a run without a change).
 Its payload holds the change number and counts, nothing else: no output, no parameter, no
 error text, so no secret can travel in it. Emitted inside a flow run, Prefect relates the event
@@ -32,10 +33,16 @@ class FailureKind(StrEnum):
     POST = "post"  # linux-qc-patching-post: instances failed the post-patch validation
     SFT = "sft"  # sft-fixer: the agent could not be fixed on some instances
     RUN_SCRIPT = "run-script"  # run-script: the script did not succeed everywhere
+    WINDOW = "window"  # linux-qc-patching-window: instances failed in the patch window
+    # linux-qc-patching-window: the error budget is spent, no new wave starts (sent at once, so
+    # an automation can call a person to decide while the run waits)
+    WINDOW_HALTED = "window-halted"
 
     @property
     def event_name(self) -> str:
-        """``cloudops.<kind>.failed``."""
+        """``cloudops.<kind>.failed``; ``cloudops.window.halted`` for a halted window."""
+        if self is FailureKind.WINDOW_HALTED:
+            return f"{EVENT_PREFIX}.window.halted"
         return f"{EVENT_PREFIX}.{self.value}.failed"
 
 
@@ -62,7 +69,7 @@ def emit_failure_event(
     """Emit ``cloudops.<kind>.failed`` about change ``change_number`` with ``counts``.
 
     Args:
-        kind: ``qc``, ``post``, ``sft`` or ``run-script``.
+        kind: ``qc``, ``post``, ``sft``, ``run-script``, ``window`` or ``window-halted``.
         change_number: the change the run worked on; None for an ad hoc run.
         counts: instances per outcome (non-negative integers keyed by a short label).
 

@@ -18,7 +18,7 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.runtime import flow_run
 
-from flows.common.engine import run_on_targets
+from flows.common.engine import collect_sent, run_on_targets
 from flows.common.events import FailureKind, emit_failure_event
 from flows.common.fanout import is_fan_out_child
 from flows.common.naming import rename_run
@@ -181,6 +181,41 @@ class WorkflowRun:
             progress_key=progress_key,
             run_key=run_key,
         )
+
+    def run_script_once(
+        self,
+        step: str,
+        targets: Sequence[Target],
+        request: ScriptRequest,
+        *,
+        run_key: str,
+        progress_key: str | None = None,
+    ) -> BatchResult:
+        """``request`` on ``targets`` as :meth:`run_script`, with commands recorded under a run
+        key of this step alone: a retried run re-attaches to every command already sent under
+        it, whatever the targets look like now (one that is rebooting would be cut from a new
+        chunk, and the chunk sent again), and sends only to targets no command reached yet."""
+        wanted = {t.instance_id for t in targets}
+        sent = [ref for ref in self.store.commands_for(run_key) if wanted & set(ref.instance_ids)]
+        if not sent:
+            return self.run_script(
+                step, targets, request, progress_key=progress_key, run_key=run_key
+            )
+        get_run_logger().info(
+            "%s: re-attaching to %d command(s) sent before this run was retried",
+            step,
+            len(sent),
+        )
+        results = [
+            r for r in collect_sent(self.provider, sent, step=step) if r.instance_id in wanted
+        ]
+        reached = {r.instance_id for r in results}
+        rest = [t for t in targets if t.instance_id not in reached]
+        if rest:
+            results += self.run_script(
+                step, rest, request, progress_key=progress_key, run_key=run_key
+            ).results
+        return BatchResult.from_results(results)
 
     # -- the store --------------------------------------------------------------------------
 

@@ -59,6 +59,22 @@ class Settings(BaseSettings):
         "(CLOUDOPS_MAX_CONCURRENT_GROUPS).",
     )
 
+    ssm_calls_per_second: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="When above 0, the Prefect rate limits ssm-<account>-<region> are created on "
+        "first use with this many SSM calls a second (CLOUDOPS_SSM_CALLS_PER_SECOND); 0 uses "
+        "only limits made beforehand (prefect gcl create).",
+    )
+    ssm_rate_limit_wait_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for a slot of an SSM rate limit before calling all the same "
+        "(CLOUDOPS_SSM_RATE_LIMIT_WAIT_SECONDS).",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _directories_under_data_dir(cls, data: Any) -> Any:

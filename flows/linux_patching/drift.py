@@ -9,12 +9,18 @@ there was no prep record.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta, timezone
 
 from pydantic import BaseModel, Field
 
 from flows.linux_patching.kernels import normalize_kernel
-from flows.linux_patching.post_check import AgentState, KernelTargetSource, PostReport
+from flows.linux_patching.post_check import (
+    AgentState,
+    KernelTargetSource,
+    PostReport,
+    agent_label,
+)
 from flows.linux_patching.prep_record import PrepRecord, as_utc
 
 NO_PREP_RECORD = "no prep record"
@@ -35,6 +41,9 @@ class InstanceDrift(BaseModel):
     )
     booted_at: datetime | None = Field(default=None, description="last boot (UTC), if known")
     crowdstrike_before: bool | None = Field(default=None, description="running at prep QC")
+    agents_before: dict[str, AgentState] = Field(
+        default_factory=dict, description="at prep QC, the agents prep reported"
+    )
     agents_after: dict[str, AgentState] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
@@ -132,6 +141,39 @@ def compare_with_prep(
         rebooted=rebooted,
         booted_at=booted,
         crowdstrike_before=qc.crowdstrike_running if qc is not None else None,
+        agents_before=prep.agents_before,
         agents_after=dict(report.agents) if report else {},
         notes=notes,
     )
+
+
+_PRESENT = (AgentState.RUNNING, AgentState.STOPPED)
+_STATE_WORDS = {
+    AgentState.RUNNING: "running",
+    AgentState.STOPPED: "installed but not running",
+    AgentState.NOT_INSTALLED: "not installed",
+    AgentState.UNKNOWN: "unknown",
+}
+
+
+def lost_agents(drift: InstanceDrift, required: Collection[str]) -> dict[str, str]:
+    """Required agents the change lost, by unit, each with the reason a person reads.
+
+    An agent is lost when it was present at prep QC (running, or installed) and is now not
+    installed, or when it was running at prep QC and is now installed but stopped.
+    """
+    lost: dict[str, str] = {}
+    for unit in required:
+        before = drift.agents_before.get(unit)
+        after = drift.agents_after.get(unit)
+        if before not in _PRESENT or after is None:
+            continue
+        if after is AgentState.NOT_INSTALLED or (
+            before is AgentState.RUNNING and after is AgentState.STOPPED
+        ):
+            lost[unit] = (
+                f"{agent_label(unit)} was {_STATE_WORDS[before]} at prep QC and is "
+                f"{_STATE_WORDS[after]} now: the change must not remove or stop it; reinstall "
+                f"or start it and find out what removed it"
+            )
+    return lost

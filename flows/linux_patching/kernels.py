@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 
 _PACKAGE_PREFIX = re.compile(r"^(?:kernel-core-|kernel-|linux-image-unsigned-|linux-image-)")
 _EPOCH = re.compile(r"^\d+:")
@@ -98,6 +99,30 @@ def sort_kernels(kernels: Iterable[str]) -> list[str]:
     """Distinct normalised kernel versions, oldest first."""
     distinct = {normalize_kernel(k) for k in kernels if normalize_kernel(k)}
     return sorted(distinct, key=lambda k: (kernel_sort_key(k), k))
+
+
+class KernelComparison(StrEnum):
+    """How a running kernel stands against the kernel a change staged."""
+
+    SAME = "same"
+    NEWER = "newer"  # a later build than staged: a repository moved on, or someone patched again
+    OLDER = "older"  # the old kernel still runs, or the boot fell back
+
+
+def compare_kernels(running: str, target: str) -> KernelComparison:
+    """``running`` against ``target``, compared as rpm compares versions, whatever spelling
+    (``kernel-`` prefix, arch suffix) either carries."""
+    run, want = normalize_kernel(running), normalize_kernel(target)
+    if run == want:
+        return KernelComparison.SAME
+    if (kernel_sort_key(run), run) > (kernel_sort_key(want), want):
+        return KernelComparison.NEWER
+    return KernelComparison.OLDER
+
+
+def newer_than_staged(running: str, target: str) -> str:
+    """How a person reads a kernel newer than the staged one: ``newer than staged (X > Y)``."""
+    return f"newer than staged ({normalize_kernel(running)} > {normalize_kernel(target)})"
 
 
 def base_kernel(kernel: str) -> str:

@@ -12,23 +12,26 @@ The script prints a human report followed by a machine-readable block::
 Only the block is read; the human text above it is for people and may change freely. One
 ``KEY=value`` a line, lists comma-separated, ``unknown`` for a fact the host could not measure.
 
-Verdict: a server fails when its running kernel is not the target, when no target is known (a
-post check that cannot name the target cannot prove the patch), when the running kernel is
-unknown, or when CrowdStrike or BigFix is installed but not running. Everything else (the other
-agents, disk, LVM, memory, failed units, kernel messages, package activity) is reported as
-notes and never fails the server. Output that holds no complete block fails with a reason; the
-parser never raises on bad input.
+Verdict: a server fails when its running kernel is not the target (a kernel newer than the
+target is said so, and passes with a note when the caller accepts newer kernels), when no target
+is known (a post check that cannot name the target cannot prove the patch), when the running
+kernel is unknown, or when a required agent (CrowdStrike and BigFix unless the caller names
+others) is installed but not running. Everything else (the other agents, disk, LVM, memory,
+failed units, kernel messages, package activity) is reported as notes and never fails the
+server. Output that holds no complete block fails with a reason; the parser never raises on bad
+input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from flows.common.text import clean_output
-from flows.linux_patching.kernels import normalize_kernel
+from flows.linux_patching.kernels import KernelComparison, compare_kernels, newer_than_staged
 
 SUMMARY_BEGIN = "----- CLOUDOPS POST SUMMARY BEGIN -----"
 SUMMARY_END = "----- CLOUDOPS POST SUMMARY END -----"
@@ -58,6 +61,15 @@ class KernelTargetSource(StrEnum):
     NONE = "none"
 
 
+class Agent(StrEnum):
+    """An agent the post check reports, by its systemd unit name."""
+
+    CROWDSTRIKE = "falcon-sensor"
+    BIGFIX = "besclient"
+    ENCASE = "enlinuxpc"
+    SCALEFT = "sftd"
+
+
 # Agent keys are their systemd unit names; the summary block spells them as AGENT_<KEY>.
 AGENT_LABELS: dict[str, str] = {
     "falcon-sensor": "CrowdStrike",
@@ -65,9 +77,37 @@ AGENT_LABELS: dict[str, str] = {
     "enlinuxpc": "EnCase",
     "sftd": "ScaleFT",
 }
-# Installed but not running fails the server only for these two: they are the security and
-# patch-management agents the change must not leave down.
+# Installed but not running fails the server only for required agents: by default these two,
+# the security and patch-management agents a change must not leave down.
 REQUIRED_AGENTS: tuple[str, ...] = ("falcon-sensor", "besclient")
+
+
+def check_required_agents(agents: Sequence[str] | None) -> tuple[list[Agent], str | None]:
+    """The agents a change must leave running (CrowdStrike and BigFix when not given), or the
+    problem with the list."""
+    if agents is None:
+        return [Agent(a) for a in REQUIRED_AGENTS], None
+    known = [a.value for a in Agent]
+    unknown = [str(a) for a in agents if str(a) not in known]
+    if unknown:
+        return [], (
+            f"required_agents: {', '.join(repr(a) for a in unknown)} is not an agent the post "
+            f"check knows; choose among {', '.join(known)}"
+        )
+    return list(dict.fromkeys(Agent(str(a)) for a in agents)), None
+
+
+def agent_label(unit: str) -> str:
+    """``CrowdStrike (falcon-sensor)``: how a person names an agent."""
+    return f"{AGENT_LABELS.get(unit, unit)} ({unit})"
+
+
+def stopped_agent_reason(unit: str) -> str:
+    """Why a server fails when a required agent is installed but not running."""
+    return (
+        f"{agent_label(unit)} is installed but not running: start it "
+        f"(systemctl start {unit}) and check why it stopped"
+    )
 
 
 class DiskUsage(BaseModel):
@@ -120,6 +160,9 @@ class PostReport(BaseModel):
     kernel_match: bool | None = Field(
         default=None, description="None when the running or the target kernel is unknown"
     )
+    kernel_newer: bool | None = Field(
+        default=None, description="the running kernel is a later build than the target"
+    )
     agents: dict[str, AgentState] = Field(
         default_factory=dict, description="by unit name: falcon-sensor, besclient, enlinuxpc, sftd"
     )
@@ -138,13 +181,18 @@ def parse_post_report(
     text: str,
     target_kernel: str | None = None,
     target_kernel_source: KernelTargetSource = KernelTargetSource.PARAMETER,
+    *,
+    accept_newer_kernel: bool = False,
+    required_agents: Collection[str] = REQUIRED_AGENTS,
 ) -> PostReport:
     """Parse the output of ``post_qc.sh`` and judge it.
 
     ``target_kernel`` is used only when the output names no target (no ``patchme.sh`` on the
     host and none passed to the script); ``target_kernel_source`` says where it came from
-    (the prep record or a flow parameter). Never raises: output without a complete summary
-    block gives ``passed=False`` with the reason.
+    (the prep record or a flow parameter). A running kernel newer than the target fails as
+    "newer than staged", or passes with a note when ``accept_newer_kernel``. An agent of
+    ``required_agents`` (unit names) installed but not running fails the server. Never raises:
+    output without a complete summary block gives ``passed=False`` with the reason.
     """
     values, problem = _summary_values(text if isinstance(text, str) else "")
     if problem:
@@ -164,8 +212,10 @@ def parse_post_report(
     elif source is KernelTargetSource.NONE:
         source = KernelTargetSource.PARAMETER
 
-    kernel_match = _judge_kernel(kernel_running, kernel_target, failures)
-    agents = _judge_agents(values, failures, notes)
+    kernel_match, kernel_newer = _judge_kernel(
+        kernel_running, kernel_target, failures, notes, accept_newer_kernel
+    )
+    agents = _judge_agents(values, failures, notes, required_agents)
     disk = DiskUsage(
         root_used_pct=_number(values, "DISK_ROOT_USED_PCT"),
         boot_used_pct=_number(values, "DISK_BOOT_USED_PCT"),
@@ -202,6 +252,7 @@ def parse_post_report(
         kernel_target=kernel_target,
         kernel_target_source=source,
         kernel_match=kernel_match,
+        kernel_newer=kernel_newer,
         agents=agents,
         disk=disk,
         lvm=lvm,
@@ -276,7 +327,14 @@ def _target_source(value: str) -> KernelTargetSource:
         return KernelTargetSource.NONE
 
 
-def _judge_kernel(running: str | None, target: str | None, failures: list[str]) -> bool | None:
+def _judge_kernel(
+    running: str | None,
+    target: str | None,
+    failures: list[str],
+    notes: list[str],
+    accept_newer: bool,
+) -> tuple[bool | None, bool | None]:
+    """Whether the running kernel is the target, and whether it is newer than the target."""
     if running is None:
         failures.append(
             "Running kernel unknown: the host gave no `uname -r`; check the instance by hand"
@@ -287,15 +345,29 @@ def _judge_kernel(running: str | None, target: str | None, failures: list[str]) 
             "target_kernel parameter; pass target_kernel to verify the patch"
         )
     if running is None or target is None:
-        return None
-    if normalize_kernel(running) != normalize_kernel(target):
-        failures.append(f"Kernel mismatch: running {running}, expected {target}")
-        return False
-    return True
+        return None, None
+    comparison = compare_kernels(running, target)
+    if comparison is KernelComparison.SAME:
+        return True, False
+    if comparison is KernelComparison.NEWER:
+        newer = f"Kernel {newer_than_staged(running, target)}"
+        if accept_newer:
+            notes.append(f"{newer}: accepted (accept_newer_kernel)")
+        else:
+            failures.append(
+                f"{newer}: running {running}, expected {target}; pass accept_newer_kernel to "
+                "accept a later build"
+            )
+        return False, True
+    failures.append(f"Kernel mismatch: running {running}, expected {target}")
+    return False, False
 
 
 def _judge_agents(
-    values: dict[str, str], failures: list[str], notes: list[str]
+    values: dict[str, str],
+    failures: list[str],
+    notes: list[str],
+    required_agents: Collection[str],
 ) -> dict[str, AgentState]:
     agents: dict[str, AgentState] = {}
     for unit, label in AGENT_LABELS.items():
@@ -305,12 +377,9 @@ def _judge_agents(
         except ValueError:
             state = AgentState.UNKNOWN
         agents[unit] = state
-        required = unit in REQUIRED_AGENTS
+        required = unit in required_agents
         if state is AgentState.STOPPED and required:
-            failures.append(
-                f"{label} ({unit}) is installed but not running: start it "
-                f"(systemctl start {unit}) and check why it stopped"
-            )
+            failures.append(stopped_agent_reason(unit))
         elif state is AgentState.STOPPED:
             notes.append(f"{label} ({unit}) is installed but not running")
         elif state is AgentState.UNKNOWN and required:

@@ -7,14 +7,18 @@ set beside the prep record (:mod:`flows.linux_patching.drift`).
 
 The target kernel comes, in this order, from the ``newkernel`` line of
 ``<workdir>/<CHANGE>/patchme.sh`` on the server (the script reads it), the kernel the prep run
-staged there, or a parameter. A server fails on a kernel mismatch, or CrowdStrike or BigFix
-installed but not running; every other finding is informational.
+staged there, or a parameter. A server fails on a kernel mismatch (a kernel newer than staged is
+said so, and passes with a note when newer kernels are accepted), on a required agent
+(CrowdStrike and BigFix by default) installed but not running, or on a required agent present
+at prep QC and gone or stopped now; every other finding is informational. A server whose prep
+QC did not pass was left unpatched on purpose: it gets its own verdict,
+``not_patched_prep_failed``, and is no post failure.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 
 from prefect import get_run_logger
@@ -23,9 +27,15 @@ from pydantic import BaseModel, Field
 from flows.common.remote_scripts import load_script, render_script
 from flows.common.runs import Tally, WorkflowRun
 from flows.common.text import first_line
-from flows.linux_patching.drift import InstanceDrift, compare_with_prep
+from flows.linux_patching.drift import InstanceDrift, compare_with_prep, lost_agents
 from flows.linux_patching.kernels import validate_kernel_version
-from flows.linux_patching.post_check import KernelTargetSource, PostReport, parse_post_report
+from flows.linux_patching.post_check import (
+    REQUIRED_AGENTS,
+    KernelTargetSource,
+    PostReport,
+    parse_post_report,
+    stopped_agent_reason,
+)
 from flows.linux_patching.prep_record import PrepRecord
 from providers.base import Platform, ResultStatus, ScriptResult, Target
 
@@ -43,6 +53,18 @@ class PostVerdict(StrEnum):
     CHECK_ERROR = "check_error"  # no usable post report came back
     UNREACHABLE = "unreachable"  # offline, unknown to SSM, or not reachable with our credentials
     NOT_APPLICABLE = "not_applicable"  # a Windows server in a Linux change
+    # Prep QC did not pass there, so nothing was staged and the change left it alone on purpose.
+    NOT_PATCHED_PREP_FAILED = "not_patched_prep_failed"
+
+    @property
+    def is_failure(self) -> bool:
+        """Counts as a post failure (and in ``cloudops.post.failed``): everything but passed,
+        not applicable and not patched on purpose."""
+        return self not in (
+            PostVerdict.PASSED,
+            PostVerdict.NOT_APPLICABLE,
+            PostVerdict.NOT_PATCHED_PREP_FAILED,
+        )
 
 
 class InstancePost(BaseModel):
@@ -140,29 +162,57 @@ def _check_problem(result: ScriptResult) -> str:
     return result.error or f"the post check ended {result.status.value}; run it again"
 
 
+def _prep_failed_reason(prep: PrepRecord, change_number: str) -> str:
+    why = "; ".join(prep.qc_reasons) or "no reason recorded"
+    return (
+        f"not patched: the prep QC of change {change_number} {prep.qc_before} on this instance "
+        f"({why}), so no kernel was staged and the change left it as it was"
+    )
+
+
+def _left_unpatched(target: Target, prep: PrepRecord | None) -> bool:
+    """Prep QC did not pass there and prep staged nothing: not patched on purpose."""
+    return (
+        target.platform is not Platform.WINDOWS
+        and prep is not None
+        and prep.qc_not_passed
+        and not prep.staged_kernel
+    )
+
+
+def _with_lost_agents(reasons: list[str], lost: Mapping[str, str]) -> list[str]:
+    """``reasons`` with each lost agent's reason, which says its prep state, in place of the
+    plain "installed but not running" one."""
+    replaced = {stopped_agent_reason(unit) for unit in lost}
+    return [r for r in reasons if r not in replaced] + list(lost.values())
+
+
 def judge_post(
     target: Target,
     result: ScriptResult,
     prep: PrepRecord | None,
     planned: PlannedTarget,
     change_number: str,
+    *,
+    accept_newer_kernel: bool = False,
+    required_agents: Collection[str] = REQUIRED_AGENTS,
 ) -> InstancePost:
-    """The verdict on one instance from its post check's result, with its drift since prep."""
+    """The verdict on one instance from its post check's result, with its drift since prep.
+
+    ``accept_newer_kernel`` passes a kernel newer than the target (with a note);
+    ``required_agents`` are the agents (unit names) the change must leave running.
+    """
     kernel, source = planned
     parsed: PostReport | None = None
     if result.status.reached:
-        parsed = parse_post_report(result.stdout, target_kernel=kernel, target_kernel_source=source)
+        parsed = parse_post_report(
+            result.stdout,
+            target_kernel=kernel,
+            target_kernel_source=source,
+            accept_newer_kernel=accept_newer_kernel,
+            required_agents=required_agents,
+        )
     report = parsed if parsed is not None and parsed.summary_found else None
-    reasons: list[str]
-    if result.status is ResultStatus.SUCCESS and report is not None:
-        verdict = PostVerdict.PASSED if report.passed else PostVerdict.FAILED
-        reasons = list(report.failure_reasons)
-    elif result.status is ResultStatus.SUCCESS and parsed is not None:
-        # The script exits 0 only once it has printed its summary: output without one is no
-        # report at all, and the parser says why.
-        verdict, reasons = PostVerdict.CHECK_ERROR, list(parsed.failure_reasons)
-    else:
-        verdict, reasons = _not_run_verdict(result.status), [_check_problem(result)]
     drift = compare_with_prep(
         report,
         prep,
@@ -171,6 +221,22 @@ def judge_post(
         planned_target=kernel,
         planned_source=source,
     )
+    reasons: list[str]
+    if prep is not None and _left_unpatched(target, prep):
+        verdict, reasons = PostVerdict.NOT_PATCHED_PREP_FAILED, [
+            _prep_failed_reason(prep, change_number)
+        ]
+    elif result.status is ResultStatus.SUCCESS and report is not None:
+        reasons = _with_lost_agents(
+            list(report.failure_reasons), lost_agents(drift, required_agents)
+        )
+        verdict = PostVerdict.FAILED if reasons else PostVerdict.PASSED
+    elif result.status is ResultStatus.SUCCESS and parsed is not None:
+        # The script exits 0 only once it has printed its summary: output without one is no
+        # report at all, and the parser says why.
+        verdict, reasons = PostVerdict.CHECK_ERROR, list(parsed.failure_reasons)
+    else:
+        verdict, reasons = _not_run_verdict(result.status), [_check_problem(result)]
     return InstancePost(
         instance_id=target.instance_id,
         account_id=target.account_id,
@@ -186,7 +252,8 @@ def judge_post(
 
 
 def post_tally(instances: Sequence[InstancePost]) -> Tally:
-    """Passed and not passed, for the store; Windows servers count as neither."""
+    """Passed and failed, for the store; Windows servers and servers left unpatched by prep
+    count as neither."""
     passed = sum(i.passed for i in instances)
-    failed = sum(not i.passed and i.verdict is not PostVerdict.NOT_APPLICABLE for i in instances)
+    failed = sum(i.verdict.is_failure for i in instances)
     return Tally(passed, failed)

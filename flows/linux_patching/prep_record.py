@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from flows.linux_patching.post_check import AgentState
 from flows.linux_patching.qc_report import QcReport
 from flows.store import ExecutionRecord, Store
 from providers.base import ResultStatus
@@ -49,10 +50,27 @@ class StagedInstance(BaseModel):
     )
     command_id: str | None = None
     error: str | None = None
+    not_offered: bool = Field(
+        default=False,
+        description="the group's kernel is not among the ones this instance's own QC listed: "
+        "nothing was sent to it",
+    )
+    offered_kernels: list[str] = Field(
+        default_factory=list, description="what this instance's QC listed, when not_offered"
+    )
 
     @property
     def staged(self) -> bool:
         return self.status.is_success and self.staged_kernel == self.kernel
+
+    @property
+    def outcome(self) -> str:
+        """``staged``, ``not_offered``, or the staging command's status."""
+        if self.staged:
+            return "staged"
+        if self.not_offered:
+            return "not_offered"
+        return self.status.value
 
 
 class PrepRecord(BaseModel):
@@ -83,6 +101,44 @@ class PrepRecord(BaseModel):
         if self.qc_status is ResultStatus.SKIPPED:
             return "not applicable"
         return "qc error"
+
+    @property
+    def qc_not_passed(self) -> bool:
+        """Prep QC ran (or tried to) on this Linux instance and did not pass it, so the change
+        left it unpatched on purpose."""
+        return self.qc_before in ("failed", "qc error", "unreachable")
+
+    @property
+    def qc_reasons(self) -> list[str]:
+        """Why the prep QC did not pass, as prep reported it."""
+        if self.qc_report is not None and self.qc_report.failure_reasons:
+            return list(self.qc_report.failure_reasons)
+        if self.qc_error:
+            return [self.qc_error]
+        return []
+
+    @property
+    def agents_before(self) -> dict[str, AgentState]:
+        """The agents at prep QC, by unit name, as far as prep saw them: every agent our QC
+        engine reports (``AGENT_<UNIT>`` facts), else CrowdStrike from the report's lines (the
+        Linux Patcher reports only that one)."""
+        report = self.qc_report
+        if report is None:
+            return {}
+        agents: dict[str, AgentState] = {}
+        for key, value in report.facts.items():
+            if key.startswith("AGENT_"):
+                unit = key.removeprefix("AGENT_").lower().replace("_", "-")
+                try:
+                    agents[unit] = AgentState(value)
+                except ValueError:
+                    agents[unit] = AgentState.UNKNOWN
+        if "falcon-sensor" not in agents:
+            if report.crowdstrike_running:
+                agents["falcon-sensor"] = AgentState.RUNNING
+            elif (report.crowdstrike_version or "").lower() == "not installed":
+                agents["falcon-sensor"] = AgentState.NOT_INSTALLED
+        return agents
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

@@ -508,19 +508,17 @@ class Store:
                 .where(SentCommandRow.run_key == run_key)
                 .where(SentCommandRow.chunk_key == chunk_key)
             ).first()
-            if row is None:
-                return None
-            return CommandRef(
-                command_id=row.command_id,
-                chunk_key=row.chunk_key,
-                account_id=row.account_id,
-                region=row.region,
-                instance_ids=row.instance_ids,
-                sent_at=row.sent_at,
-                deadline=row.deadline,
-                output_s3_bucket=row.output_s3_bucket,
-                output_s3_prefix=row.output_s3_prefix,
-            )
+            return None if row is None else _command_ref(row)
+
+    def commands_for(self, run_key: str) -> list[CommandRef]:
+        """Every command recorded under ``run_key``, in the order they were sent."""
+        with self._session() as session:
+            rows = session.exec(
+                select(SentCommandRow)
+                .where(SentCommandRow.run_key == run_key)
+                .order_by(col(SentCommandRow.sent_at), col(SentCommandRow.id))
+            ).all()
+            return [_command_ref(row) for row in rows]
 
     def record_send_intent(self, run_key: str, chunk: Chunk) -> SendIntent:
         """Record that ``chunk`` of a run is about to be sent, before it is.
@@ -615,6 +613,20 @@ def _intent_row(session: Session, run_key: str, chunk_key: str) -> SendIntentRow
         .where(SendIntentRow.run_key == run_key)
         .where(SendIntentRow.chunk_key == chunk_key)
     ).first()
+
+
+def _command_ref(row: SentCommandRow) -> CommandRef:
+    return CommandRef(
+        command_id=row.command_id,
+        chunk_key=row.chunk_key,
+        account_id=row.account_id,
+        region=row.region,
+        instance_ids=row.instance_ids,
+        sent_at=row.sent_at,
+        deadline=row.deadline,
+        output_s3_bucket=row.output_s3_bucket,
+        output_s3_prefix=row.output_s3_prefix,
+    )
 
 
 def _same_change(change_number: str | None) -> ColumnElement[bool]:

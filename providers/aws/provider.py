@@ -169,6 +169,11 @@ class AwsProvider(Provider):
     """
 
     name: ClassVar[str] = "aws"
+    reboots_through_agent: ClassVar[bool] = True
+
+    def api_budget(self, account_id: str, region: str) -> str | None:
+        """``ssm-<account>-<region>``: AWS rate-limits SSM calls per account and region."""
+        return f"ssm-{account_id}-{region}"
 
     def __init__(
         self,

@@ -51,6 +51,8 @@ class OperatorRuns:
 
     run_script: FlowRun
     prep: FlowRun
+    window_dry_run: FlowRun
+    window_refused: FlowRun
     workdir: Path
 
 
@@ -77,9 +79,24 @@ def operator_runs(
             workdir=str(workdir),
             choose_in_ui=False,
         )
+        prep = prefect_stack.wait_for_flow_run(prep_id, RUN_SECONDS)
+        # The patch window of the same change on this machine: a dry run shows the preflight
+        # and the waves; a real run is refused, since the local provider never reboots.
+        window = {
+            "change_number": CHANGE,
+            "provider": "local",
+            "instances": [LOCALHOST],
+            "workdir": str(workdir),
+        }
+        dry_run_id = prefect_stack.trigger(
+            "linux-qc-patching-window/on-demand", **window, dry_run=True
+        )
+        refused_id = prefect_stack.trigger("linux-qc-patching-window/on-demand", **window)
         yield OperatorRuns(
             run_script=prefect_stack.wait_for_flow_run(run_script_id, RUN_SECONDS),
-            prep=prefect_stack.wait_for_flow_run(prep_id, RUN_SECONDS),
+            prep=prep,
+            window_dry_run=prefect_stack.wait_for_flow_run(dry_run_id, RUN_SECONDS),
+            window_refused=prefect_stack.wait_for_flow_run(refused_id, RUN_SECONDS),
             workdir=workdir,
         )
     finally:
@@ -137,6 +154,25 @@ def test_the_qc_failure_reaches_the_event_feed(
     assert f"prefect.flow-run.{operator_runs.prep.id}" in {r.id for r in event.related}
 
 
+def test_the_patch_window_dry_runs_on_this_machine_and_never_installs_here(
+    prefect_stack: PrefectStack, operator_runs: OperatorRuns
+) -> None:
+    dry_run = operator_runs.window_dry_run
+    assert dry_run.state is not None and dry_run.state.is_completed(), prefect_stack.log_tail()
+    assert dry_run.parameters["require_approval"] is True  # the deployment's default
+    artifacts = artifacts_of(prefect_stack, dry_run.id)
+    key = f"linux-qc-window-{CHANGE.lower()}"
+    (row,) = table_rows(artifacts[f"{key}-preflight"])
+    assert (row["instance"], row["verdict"]) == ("localhost", "refused")
+    assert "prep QC failed" in str(row["reasons"])  # no CrowdStrike on a test machine
+    assert "(dry run: nothing installed)" in str(artifacts[f"{key}-summary"].data)
+    assert not (operator_runs.workdir / CHANGE / "window").exists()
+
+    refused = operator_runs.window_refused
+    assert refused.state is not None and refused.state.is_failed()
+    assert "never reboots it): run with dry_run=true" in (refused.state.message or "")
+
+
 def test_every_flow_is_deployed_and_credentials_are_checked_daily(
     prefect_stack: PrefectStack,
 ) -> None:
@@ -151,5 +187,6 @@ def test_every_flow_is_deployed_and_credentials_are_checked_daily(
         "flows.script_run.flow:run_script",
         "flows.linux_patching.prep.flow:linux_qc_patching_prep",
         "flows.linux_patching.post.flow:linux_qc_patching_post",
+        "flows.linux_patching.window.flow:linux_qc_patching_window",
         "flows.sft.flow:sft_fixer",
     } <= deployed

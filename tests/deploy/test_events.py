@@ -64,6 +64,8 @@ def test_a_failure_event_names_the_change_carries_counts_and_relates_the_flow_ru
         ("post", "cloudops.post.failed"),
         ("sft", "cloudops.sft.failed"),
         ("run-script", "cloudops.run-script.failed"),
+        ("window", "cloudops.window.failed"),
+        ("window-halted", "cloudops.window.halted"),
     ],
 )
 def test_each_kind_has_its_own_event_name(

@@ -23,12 +23,14 @@ EVERY_FLOW = {
     "run-script",
     "linux-qc-patching-prep",
     "linux-qc-patching-post",
+    "linux-qc-patching-window",
     "sft-fixer",
 }
 # Parameters a deployment cannot default, since every run names its own; the test supplies one
 # so that Prefect validates the rest of the call.
 GIVEN_AT_RUN_TIME: dict[str, dict[str, Any]] = {
     "linux-qc-patching-post": {"change_number": "CHG0012345"},
+    "linux-qc-patching-window": {"change_number": "CHG0012345"},
     "sft-fixer": {"instances": "CHG0012345"},
 }
 
@@ -109,6 +111,15 @@ def test_the_weekly_run_script_example_is_scheduled_but_off() -> None:
     assert cron.cron.split()[2:] == ["*", "*", "1"], "every Monday"
     assert schedule["active"] is False, "an example runs only once someone turns it on"
     assert weekly["parameters"]["discovery"]["tags"], "it never runs on every server by default"
+
+
+def test_the_patch_window_waits_for_a_person_before_it_installs() -> None:
+    (window,) = [
+        d for d in DEPLOYMENTS if load_flow(d["entrypoint"]).name == "linux-qc-patching-window"
+    ]
+    assert window["name"] == "on-demand"
+    assert window["parameters"]["require_approval"] is True
+    assert window["parameters"]["on_halt"] == "pause"
 
 
 def test_flow_runs_start_in_the_checkout_named_by_the_worker() -> None:

@@ -63,6 +63,23 @@ def test_non_zero_exit_is_failed_with_its_code(provider: LocalProvider) -> None:
     assert "code 3" in (result.error or "")
 
 
+def test_a_reboot_request_is_refused_clearly_and_never_run_again(
+    provider: LocalProvider, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    script = f'echo ran >> "{runs}"; echo installed; exit 194'
+
+    result = provider.execute_script(LOCALHOST, script)
+
+    assert result.status is ResultStatus.FAILED and result.exit_code == 194
+    assert "asked for a reboot (exit 194" in (result.error or "")
+    assert "never reboots the machine it runs on" in (result.error or "")
+    assert socket.gethostname() in (result.error or "")
+    assert result.stdout == "installed\n"
+    assert runs.read_text() == "ran\n"  # once: no reboot, no second run
+    assert not LocalProvider.reboots_through_agent
+
+
 def test_script_reads_the_workers_environment(
     provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

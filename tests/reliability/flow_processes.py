@@ -21,10 +21,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL
 
-from flows import run_script
+from flows import linux_qc_patching_window, run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_SCRIPT_ENTRYPOINT = "flows/script_run/flow.py:run_script"
+WINDOW_ENTRYPOINT = "flows/linux_patching/window/flow.py:linux_qc_patching_window"
 PREFECT_CLI = Path(sys.executable).with_name("prefect")
 
 
@@ -39,7 +40,15 @@ def create_run_script_run(parameters: dict[str, Any]) -> FlowRun:
         return client.create_flow_run(run_script, parameters=parameters)
 
 
-def start_flow_run(flow_run_id: UUID, log: Path) -> subprocess.Popen[bytes]:
+def create_window_run(parameters: dict[str, Any]) -> FlowRun:
+    """A pending ``linux-qc-patching-window`` flow run with these (JSON-ready) parameters."""
+    with get_client(sync_client=True) as client:
+        return client.create_flow_run(linux_qc_patching_window, parameters=parameters)
+
+
+def start_flow_run(
+    flow_run_id: UUID, log: Path, entrypoint: str = RUN_SCRIPT_ENTRYPOINT
+) -> subprocess.Popen[bytes]:
     """``python -m prefect.engine`` for the flow run, in its own session (so the test can kill
     its whole process group); its output goes to ``log``."""
     with log.open("wb") as out:
@@ -49,7 +58,7 @@ def start_flow_run(flow_run_id: UUID, log: Path) -> subprocess.Popen[bytes]:
             env={
                 **worker_environment(),
                 "PREFECT__FLOW_RUN_ID": str(flow_run_id),
-                "PREFECT__FLOW_ENTRYPOINT": RUN_SCRIPT_ENTRYPOINT,
+                "PREFECT__FLOW_ENTRYPOINT": entrypoint,
             },
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -38,6 +38,21 @@ Agent behaviour::
     world.set_online(iid); world.set_unmanaged(iid); world.never_finish(iid)
     world.invocation_lag(seconds)    # reads don't know a new command for that long
     world.simulate(lambda instance, script: ("out", "", 0))   # no bash (benchmarks); None undoes
+    world.simulate(lambda instance, script: ("out", "", 194, 20.0))  # ... with its own run time
+
+The reboot protocol (a script that exits 194)::
+
+    world.reboot_time(0.5)                 # seconds the agent is away (ConnectionLost)
+    world.boot_falls_back(iid)             # the boot keeps the old kernel
+    world.agent_never_returns(iid)         # ConnectionLost for good (SSM agent issue 320)
+    inst.boot_hook = fn(instance, fell_back)   # the fake host's rule: which kernel it boots
+    inst.boot_id, inst.boots; world.reboots    # Counter[instance_id]
+
+An invocation whose script exits 194 stays InProgress; the agent goes ConnectionLost for the
+reboot time, the instance boots (a new ``/proc/sys/kernel/random/boot_id``, uptime from zero,
+then its ``boot_hook``), the agent comes back Online and runs the same script again from the
+start; the invocation ends with that run's outcome (and output). An agent that never returns
+leaves the invocation InProgress until the command expires.
 
 Faults (decided per HTTP attempt, so botocore's own retries draw again)::
 
@@ -56,7 +71,7 @@ What happened::
     world.throttled                   # Counter[(service, operation)] answered with throttling
     world.send_commands_per_instance  # Counter[instance_id] of accepted SendCommands
     world.requests                    # [RecordedRequest(service, operation, host,
-                                      #   access_key_id, account, region, answered_by)]
+                                      #   access_key_id, account, region, answered_by, at)]
     world.commands, world.command(id) # EmulatedCommand: command_id, instance_ids, parameters,
                                       #   script, comment, execution_timeout, invocations...
     world.s3_failures                 # output uploads that found no bucket

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,9 @@ from tests.ssm_emulator.agent import Sandbox
 # Public AMI ids moto knows in every region; the emulator never looks at the image itself.
 _LINUX_AMI = "ami-12c6146b"
 _WINDOWS_AMI = "ami-3bb0a5ee"
+
+# Where a Linux host keeps the id of its current boot; a reboot writes a new one.
+BOOT_ID_PATH = "proc/sys/kernel/random/boot_id"
 
 _PLATFORM_NAMES = {
     "linux": ("Linux", "Amazon Linux", "2023"),
@@ -47,6 +52,13 @@ class EmulatedInstance:
     ping_status: str = "Online"
     never_finish: bool = False
     offline_plan: OfflinePlan | None = None
+    # What a reboot does to the host: ``boot_hook(instance, fell_back)`` switches its running
+    # kernel (a fake host's own rule: the default boot entry, or the old kernel when the boot
+    # fell back); the emulator itself writes a new boot id and resets the uptime.
+    boot_hook: Callable[[EmulatedInstance, bool], None] | None = None
+    boot_falls_back: bool = False
+    returns_after_reboot: bool = True
+    boots: int = 0
     last_ping: datetime = field(default_factory=lambda: datetime.now(UTC))
     registered: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -84,6 +96,19 @@ class EmulatedInstance:
         if mode is not None:
             target.chmod(mode)
         return target
+
+    @property
+    def boot_id(self) -> str:
+        """The id of the current boot, as ``/proc/sys/kernel/random/boot_id`` says."""
+        return (self.sandbox_dir.root / BOOT_ID_PATH).read_text().strip()
+
+    def boot(self) -> None:
+        """Start again: a new boot id, the uptime from zero, and the host's own boot rule."""
+        self.boots += 1
+        self.write_file(f"/{BOOT_ID_PATH}", f"{uuid.uuid4()}\n")
+        self.write_file("/proc/uptime", "0.50 0.40\n")
+        if self.boot_hook is not None:
+            self.boot_hook(self, self.boot_falls_back)
 
     def fake_command(self, name: str, script: str) -> Path:
         """A fake command ``name`` on the script's PATH, a bash script body."""
@@ -143,6 +168,9 @@ def launch_instance(
     ec2.platform = "windows" if platform == "windows" else None
     sandbox = Sandbox(sandboxes / account_id / region / ec2.id)
     sandbox.create()
+    boot_id = sandbox.root / BOOT_ID_PATH
+    boot_id.parent.mkdir(parents=True, exist_ok=True)
+    boot_id.write_text(f"{uuid.uuid4()}\n")
     return EmulatedInstance(
         instance_id=ec2.id,
         account_id=account_id,

@@ -43,8 +43,14 @@ from tests.ssm_emulator.wire import (
     throttle_response,
 )
 
-SimulatedOutput = tuple[str, str, int]
-"""``(stdout, stderr, exit_code)`` of a simulated script."""
+SimulatedOutput = tuple[str, str, int] | tuple[str, str, int, float]
+"""``(stdout, stderr, exit_code)`` of a simulated script, optionally with the seconds it runs
+(default: the ``in_progress_min`` of ``command_delay``)."""
+
+# The SSM agent's reboot request on Linux: the script asks, the agent reboots the instance and
+# runs the same script again after boot (amazon-ssm-agent: appconfig RebootExitCode; the plugin
+# result SuccessAndReboot is reset to InProgress and run again once the agent is back).
+REBOOT_EXIT_CODE = 194
 
 _PARTITION_HOME_REGIONS = {
     "aws": "us-east-1",
@@ -68,6 +74,7 @@ class RecordedRequest(NamedTuple):
     account: str
     region: str
     answered_by: str  # "emulator", "moto", "throttled", "fault:<code>", "denied:<code>"
+    at: float = 0.0  # when it arrived (epoch seconds)
 
 
 class Credentials(NamedTuple):
@@ -89,6 +96,8 @@ class SsmWorld:
         self._in_progress_min = 0.0
         self._delivery_timeout: float | None = None
         self._lag = 0.0
+        self._reboot_seconds = 0.5
+        self._reboots: Counter[str] = Counter()
         self._simulate: Callable[[EmulatedInstance, str], SimulatedOutput] | None = None
         self._calls: Counter[tuple[str, str]] = Counter()
         self._sent: Counter[str] = Counter()
@@ -277,6 +286,28 @@ class SsmWorld:
         """Commands to this instance start and stay InProgress (until cancelled)."""
         with self.lock:
             self._instances[instance_id].never_finish = True
+
+    def reboot_time(self, seconds: float) -> None:
+        """How long a reboot asked for with exit 194 keeps the agent away (ConnectionLost)."""
+        self._reboot_seconds = seconds
+
+    def boot_falls_back(self, instance_id: str, falls_back: bool = True) -> None:
+        """This instance's next boots fall back to the kernel it ran before (a new kernel that
+        does not boot, a boot entry GRUB ignores)."""
+        with self.lock:
+            self._instances[instance_id].boot_falls_back = falls_back
+
+    def agent_never_returns(self, instance_id: str) -> None:
+        """After a reboot this instance's agent never comes back (SSM agent issue 320: the
+        agent does not start after a patch reboot): ConnectionLost for good."""
+        with self.lock:
+            self._instances[instance_id].returns_after_reboot = False
+
+    @property
+    def reboots(self) -> Counter[str]:
+        """Reboots per instance id, each asked for by a script that exited 194."""
+        with self.lock:
+            return Counter(self._reboots)
 
     def invocation_lag(self, seconds: float) -> None:
         """For ``seconds`` after SendCommand, reads don't know the command yet:
@@ -481,9 +512,12 @@ class SsmWorld:
                 inv.start(now)
                 return
             if self._simulate is not None:
-                stdout, stderr, code = self._simulate(instance, inv.command.script)
+                stdout, stderr, code, seconds = self._simulated(instance, inv.command.script)
                 inv.start(now)
-                inv.finish(_ended(code, stdout, stderr, False), now, now + self._in_progress_min)
+                if code == REBOOT_EXIT_CODE:
+                    self._scheduler.call_at(now + seconds, lambda: self._reboot(inv))
+                    return
+                inv.finish(_ended(code, stdout, stderr, False), now, now + seconds)
                 finished = True
             else:
                 finished = False
@@ -516,11 +550,70 @@ class SsmWorld:
         )
         if not report:
             return
+        if run.exit_code == REBOOT_EXIT_CODE and not run.timed_out:
+            # The agent keeps the invocation InProgress, reboots, and runs the script again.
+            due = max(run.ended_at, run.started_at + self._in_progress_min)
+            self._scheduler.call_at(due, lambda: self._reboot(inv))
+            return
         outcome = _ended(run.exit_code, run.stdout, run.stderr, run.timed_out)
         with self.lock:
             recorded = inv.finish(outcome, run.ended_at, run.started_at + self._in_progress_min)
         if recorded:
             self._write_s3(inv)
+
+    # --- the reboot protocol (exit 194) -----------------------------------------------------------
+
+    def _reboot(self, inv: Invocation) -> None:
+        """The agent reboots the instance: ConnectionLost for the reboot time, then the boot."""
+        with self.lock:
+            if inv.finished:
+                return
+            inv.instance.ping_status = "ConnectionLost"
+            self._reboots[inv.instance_id] += 1
+        self._scheduler.call_at(time.time() + self._reboot_seconds, lambda: self._booted(inv))
+
+    def _booted(self, inv: Invocation) -> None:
+        """The instance has booted (its default kernel, or the old one when it falls back);
+        its agent comes back, unless told never to, and runs the script again from the start."""
+        instance = inv.instance
+        instance.boot()
+        with self.lock:
+            if not instance.returns_after_reboot:
+                # Nobody will report the invocation: it ends when the command expires.
+                self._scheduler.call_at(inv.command.expires_at, lambda: self._lost(inv))
+                return
+        self.set_online(instance.instance_id)
+        with self.lock:
+            if inv.finished:
+                return
+            simulated = self._simulate is not None
+        if simulated:
+            self._rerun_simulated(inv)
+        else:
+            self._pool.submit(self._run, inv, True)
+
+    def _rerun_simulated(self, inv: Invocation) -> None:
+        now = time.time()
+        with self.lock:
+            stdout, stderr, code, seconds = self._simulated(inv.instance, inv.command.script)
+        if code == REBOOT_EXIT_CODE:
+            self._scheduler.call_at(now + seconds, lambda: self._reboot(inv))
+            return
+        with self.lock:
+            inv.finish(_ended(code, stdout, stderr, False), now, now + seconds)
+        self._write_s3(inv)
+
+    def _simulated(self, instance: EmulatedInstance, script: str) -> tuple[str, str, int, float]:
+        assert self._simulate is not None
+        answer = self._simulate(instance, script)
+        if len(answer) == 4:
+            return answer
+        stdout, stderr, code = answer[:3]
+        return stdout, stderr, code, self._in_progress_min
+
+    def _lost(self, inv: Invocation) -> None:
+        with self.lock:
+            inv.finish(Outcome("TimedOut", "ExecutionTimedOut"), time.time())
 
     def _drop(self, inv: Invocation, plan: OfflinePlan) -> None:
         with self.lock:
@@ -617,6 +710,7 @@ class SsmWorld:
                     account,
                     wire.region,
                     answered_by,
+                    time.time(),
                 )
             )
             lose = answered_by == "emulator" and self._lost_answers[wire.operation] > 0

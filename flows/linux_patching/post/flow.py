@@ -13,8 +13,10 @@ The runbook, in the order this file follows:
    :mod:`flows.linux_patching.post_verdict` for where its target kernel comes from).
 5. Compare with prep: kernel before / after / target, rebooted or not, agents before and
    after, QC status before. An instance without a prep record is validated all the same.
-6. Verdict: fail on a kernel mismatch, or CrowdStrike or BigFix installed but not running;
-   every other finding is informational.
+6. Verdict: fail on a kernel mismatch (a newer kernel than staged is said so, and passes with
+   ``accept_newer_kernel``), on a required agent installed but not running, or on a required
+   agent present at prep QC and gone or stopped now; every other finding is informational. An
+   instance whose prep QC did not pass is ``not_patched_prep_failed``: no post failure.
 7. Report: passed, failed and drift tables and a summary as artifacts, the file
    ``qc_post_report_<change>_<UTC timestamp>.md``, the run in the store (one execution per
    instance, its parsed ``PostReport`` with it), and a ``cloudops.post.failed`` event when an
@@ -58,7 +60,7 @@ from flows.linux_patching.post.report import (
     post_report_markdown,
 )
 from flows.linux_patching.post.result import PostResult
-from flows.linux_patching.post_check import KernelTargetSource
+from flows.linux_patching.post_check import Agent, KernelTargetSource
 from flows.linux_patching.post_verdict import (
     InstancePost,
     PlannedTarget,
@@ -111,6 +113,8 @@ def check_here(
             prep_records.get(target.instance_id),
             planned[target.instance_id],
             params.change_number,
+            accept_newer_kernel=params.accept_newer_kernel,
+            required_agents=params.required_agents,
         )
         for target in targets
     ]
@@ -146,6 +150,8 @@ def check_fanned_out(
             prep_records.get(target.instance_id),
             planned[target.instance_id],
             params.change_number,
+            accept_newer_kernel=params.accept_newer_kernel,
+            required_agents=params.required_agents,
         ),
     )
     return judged, [o.flow_run_name for o in outcomes]
@@ -201,7 +207,7 @@ def report_run(
         )
     )
     if post_tally(judged).failed:
-        run.alert(FailureKind.POST, result.verdict_counts())
+        run.alert(FailureKind.POST, result.failure_event_counts())
     get_run_logger().info(
         "change %s: %s; report %s",
         change,
@@ -227,6 +233,8 @@ def linux_qc_patching_post(
     workdir: str = "/root",
     timeout_seconds: int = 900,
     fan_out_per_account: bool = False,
+    accept_newer_kernel: bool = False,
+    required_agents: list[Agent] | None = None,
 ) -> PostResult:
     """Verify a change's Linux servers after patching, against the prep run of the same change.
 
@@ -244,6 +252,10 @@ def linux_qc_patching_post(
         fan_out_per_account: check each account's instances in a child run of this
             deployment, so that the workers of its pool share a large change (needs a
             deployment); this run merges their verdicts into one report and one event.
+        accept_newer_kernel: pass a server that runs a later build than the target kernel (a
+            note says so); otherwise it fails as "newer than staged".
+        required_agents: the agents the change must leave running (default CrowdStrike and
+            BigFix): installed but stopped, or present at prep QC and gone now, fails a server.
     """
     # 1. Parameters
     params = validate_post_parameters(
@@ -251,6 +263,8 @@ def linux_qc_patching_post(
         workdir=workdir,
         target_kernel=target_kernel,
         timeout_seconds=timeout_seconds,
+        accept_newer_kernel=accept_newer_kernel,
+        required_agents=required_agents,
     )
 
     # 2. Intake
@@ -289,6 +303,8 @@ def linux_qc_patching_post(
                 "target_kernel": params.target_kernel,
                 "workdir": params.workdir,
                 "timeout_seconds": params.timeout_seconds,
+                "accept_newer_kernel": params.accept_newer_kernel,
+                "required_agents": [a.value for a in params.required_agents],
             },
         )
     else:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
 from flows.changes import validate_change_number
 from flows.common.parameters import ParameterError
 from flows.linux_patching.kernels import validate_kernel_version
+from flows.linux_patching.post_check import REQUIRED_AGENTS, Agent, check_required_agents
 from flows.linux_patching.workdir import check_workdir
 
 POST_WORKFLOW = "linux-qc-patching-post"
@@ -19,6 +22,8 @@ class PostParameters(BaseModel):
     workdir: str
     target_kernel: str | None
     timeout_seconds: int
+    accept_newer_kernel: bool = False
+    required_agents: tuple[Agent, ...] = tuple(Agent(a) for a in REQUIRED_AGENTS)
 
 
 class PostParameterError(ParameterError):
@@ -28,7 +33,13 @@ class PostParameterError(ParameterError):
 
 
 def validate_post_parameters(
-    *, change_number: str, workdir: str, target_kernel: str | None, timeout_seconds: int
+    *,
+    change_number: str,
+    workdir: str,
+    target_kernel: str | None,
+    timeout_seconds: int,
+    accept_newer_kernel: bool = False,
+    required_agents: Sequence[str] | None = None,
 ) -> PostParameters:
     """The checked parameters, or ``PostParameterError`` listing every problem at once."""
     problems: list[str] = []
@@ -48,6 +59,9 @@ def validate_post_parameters(
             problems.append(f"target_kernel: {exc}")
     if not 60 <= timeout_seconds <= 7_200:
         problems.append(f"timeout_seconds {timeout_seconds} must be between 60 and 7200 seconds")
+    agents, agents_problem = check_required_agents(required_agents)
+    if agents_problem:
+        problems.append(agents_problem)
     if problems:
         raise PostParameterError(problems)
     return PostParameters(
@@ -55,4 +69,6 @@ def validate_post_parameters(
         workdir=workdir,
         target_kernel=kernel,
         timeout_seconds=timeout_seconds,
+        accept_newer_kernel=accept_newer_kernel,
+        required_agents=tuple(agents),
     )

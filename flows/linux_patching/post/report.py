@@ -115,13 +115,31 @@ def _counts(result: PostResult) -> str:
 def _needs_attention(result: PostResult) -> list[str]:
     lines = []
     for i in result.not_passed:
-        if i.verdict is PostVerdict.NOT_APPLICABLE:
+        if not i.verdict.is_failure:
             continue
         who = instance_label(i.instance_id, _name(i), i.account_id, i.region)
         lines.append(f"- {who} ({i.verdict.value}): " + markdown_text("; ".join(i.reasons)))
     if not lines:
         return []
     return ["## Needs attention", "", *lines, ""]
+
+
+def _left_unpatched(result: PostResult) -> list[str]:
+    lines = [
+        f"- `{i.instance_id}`: " + "; ".join(i.reasons)
+        for i in result.instances
+        if i.verdict is PostVerdict.NOT_PATCHED_PREP_FAILED
+    ]
+    if not lines:
+        return []
+    return [
+        "## Not patched on purpose",
+        "",
+        "Their prep QC did not pass, so no kernel was staged: no post failure.",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def _findings(result: PostResult) -> list[str]:
@@ -151,8 +169,9 @@ def post_report_markdown(result: PostResult) -> str:
         f"- change folder on each server: {code_span(f'{result.workdir}/{result.change_number}')}",
         "- target kernel: `patchme.sh` on the server, else the kernel the prep run staged, "
         f"else the parameter ({markdown_text(result.target_kernel or 'not given')})",
-        "- a server fails on a kernel mismatch, or CrowdStrike or BigFix installed but not "
-        "running; the other findings are informational",
+        "- a server fails on a kernel mismatch, on a required agent installed but not running, "
+        "or on a required agent present at prep QC and gone or stopped now; the other findings "
+        "are informational",
     ]
     if without_prep:
         lines.append(f"- {NO_PREP_RECORD} for: {markdown_text(', '.join(without_prep))}")
@@ -160,6 +179,7 @@ def post_report_markdown(result: PostResult) -> str:
         lines.append(f"- not applicable (Windows): {markdown_text(', '.join(not_applicable))}")
     lines.append("")
     lines += _needs_attention(result)
+    lines += _left_unpatched(result)
     lines += ["## Kernel and agents since prep", "", markdown_table(drift_rows(result.instances))]
     lines += ["## Passed", "", markdown_table(passed_rows(result.instances))]
     lines += ["## Did not pass", "", markdown_table(failed_rows(result.instances))]

@@ -24,6 +24,13 @@ class PostResult(BaseModel):
         counts = Counter(i.verdict.value for i in self.instances)
         return {v.value: counts[v.value] for v in PostVerdict if counts[v.value]}
 
+    def failure_event_counts(self) -> dict[str, int]:
+        """The counts ``cloudops.post.failed`` carries: instances left unpatched on purpose
+        (their prep QC did not pass) are not the post check's findings and stay out."""
+        counts = self.verdict_counts()
+        counts.pop(PostVerdict.NOT_PATCHED_PREP_FAILED.value, None)
+        return counts
+
     @property
     def needs_attention(self) -> bool:
         """An instance did not pass (Windows servers, not applicable, aside)."""

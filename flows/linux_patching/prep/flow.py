@@ -86,6 +86,7 @@ from flows.linux_patching.prep.staging import (
     collect_script,
     judge_collection,
     judge_staging,
+    not_offered,
     stage_script,
 )
 from flows.linux_patching.prep_record import PREP_WORKFLOW, PrepStep, StagedInstance
@@ -347,7 +348,8 @@ def stage_kernels(
     decisions: Sequence[GroupDecision],
     reachable: Sequence[Target],
 ) -> list[StagedInstance]:
-    """Write patchme.sh on each instance of every group that has a kernel; recorded."""
+    """Write patchme.sh on each instance of every group that has a kernel, where the instance's
+    own QC offers that kernel; the others are ``not_offered``. Recorded."""
     by_id = {t.instance_id: t for t in reachable}
     by_name = {g.name: g for g in groups}
     staged: list[StagedInstance] = []
@@ -356,18 +358,35 @@ def stage_kernels(
         if decision.kernel is None:
             continue
         group = by_name[decision.group]
-        targets = [by_id[i] for i in group.instance_ids if i in by_id]
+        members = [by_id[i] for i in group.instance_ids if i in by_id]
+        offering = [t for t in members if group.offers(t.instance_id, decision.kernel)]
+        for target in members:
+            if target not in offering:
+                own = group.instance_kernels.get(target.instance_id, [])
+                result, refused = not_offered(target, group.name, decision.kernel, own)
+                results.append(result)
+                staged.append(refused)
+        if len(offering) < len(members):
+            get_run_logger().warning(
+                "%s: %d of %d instance(s) do not offer %s and are not staged (not_offered)",
+                group.name,
+                len(members) - len(offering),
+                len(members),
+                decision.kernel,
+            )
+        if not offering:
+            continue
         request = prep.run.request(
             PrepStep.STAGE_KERNELS.value,
             stage_script(prep.change, prep.params.workdir, decision.kernel),
             STAGE_TIMEOUT_SECONDS,
         )
         get_run_logger().info(
-            "staging %s on %d instance(s) of %s", decision.kernel, len(targets), group.name
+            "staging %s on %d instance(s) of %s", decision.kernel, len(offering), group.name
         )
         batch = prep.run.run_script(
             PrepStep.STAGE_KERNELS.value,
-            targets,
+            offering,
             request,
             progress_key=prep.artifact("staging-progress"),
         )

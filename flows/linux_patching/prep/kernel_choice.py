@@ -62,6 +62,17 @@ def stageable_kernels(group: KernelGroup) -> list[str]:
     return offered
 
 
+def offer_counts(group: KernelGroup) -> str:
+    """How many hosts of ``group`` offer each of its kernels, as a person reads it:
+    ``4.18.0-553.8.1.el8_10 (3 of 4 hosts), 4.18.0-553.45.1.el8_10 (1 of 4 hosts)``. A kernel
+    is staged only on the hosts that offer it."""
+    total = len(group.instance_ids)
+    return ", ".join(
+        f"{kernel} ({len(group.offered_by(kernel))} of {total} hosts)"
+        for kernel in stageable_kernels(group)
+    )
+
+
 def _options_text(groups: Sequence[KernelGroup]) -> str:
     return "; ".join(
         f"{g.name!r}: {', '.join(stageable_kernels(g)) or 'no kernel updates'}" for g in groups
@@ -156,7 +167,8 @@ def kernel_choice_form(
         f"### Choose the kernel to stage for change {markdown_text(change_number)}",
         "",
         "One kernel per group; only the group's own kernels are accepted. Staging writes "
-        "`patchme.sh` on each instance of the group; it installs nothing and reboots nothing. "
+        "`patchme.sh` on each instance of the group whose own repositories offer the kernel "
+        "(the others are reported `not_offered`); it installs nothing and reboots nothing. "
         "Leave a group empty to stage nothing on it.",
         "",
     ]
@@ -167,19 +179,22 @@ def kernel_choice_form(
         wanted = preset.per_group.get(group.name) or preset.for_every_group
         default = wanted if wanted in options else options[-1]
         instances = ", ".join(group.instance_ids)
+        offers = offer_counts(group)
         fields[f"group_{index}"] = (
             Literal[tuple(options)] | None,
             Field(
                 default=default,
                 alias=group.name,
                 title=group.name,
-                description=f"{len(group.instance_ids)} instance(s): {instances}",
+                description=f"{len(group.instance_ids)} instance(s): {instances}. "
+                f"Hosts offering each kernel: {offers}",
             ),
         )
         lines.append(
             f"- **{markdown_text(group.name)}** ({len(group.instance_ids)} instance(s)): "
             + markdown_text(instances)
         )
+        lines.append(f"  - hosts offering each kernel: {markdown_text(offers)}")
     form: type[RunInput] = create_model("KernelChoice", __base__=RunInput, **fields)
     # Prefect shows a RunInput's description above the form when the run waits for input.
     form._description = "\n".join(lines)

@@ -1,8 +1,9 @@
 """Kernel groups: the servers that passed QC, by distribution and base kernel.
 
-Operators choose one kernel per group and stage it on each of its servers, so a group gathers
-what its servers have in common (distribution, running base kernel) and the kernels they can
-install, sorted as versions.
+Operators choose one kernel per group and stage it on its servers, so a group gathers what its
+servers have in common (distribution, running base kernel), the kernels they can install (the
+union, sorted as versions) and which server offers which: a kernel is staged only on the servers
+whose own repositories offer it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from flows.linux_patching.kernels import (
     base_kernel,
     kernel_group_name,
     kernel_sort_key,
+    normalize_kernel,
     sort_kernels,
 )
 from flows.linux_patching.qc_report import QcReport
@@ -34,6 +36,22 @@ class KernelGroup(BaseModel):
     available_kernels: list[str] = Field(
         description="union of the kernels the instances can install, oldest first"
     )
+    instance_kernels: dict[str, list[str]] = Field(
+        default_factory=dict, description="instance id -> the kernels its own QC listed"
+    )
+
+    def offered_by(self, kernel: str) -> list[str]:
+        """The instances of this group whose own QC listed ``kernel``, sorted."""
+        wanted = normalize_kernel(kernel)
+        return sorted(
+            iid
+            for iid, kernels in self.instance_kernels.items()
+            if wanted in {normalize_kernel(k) for k in kernels}
+        )
+
+    def offers(self, instance_id: str, kernel: str) -> bool:
+        """Whether ``instance_id`` listed ``kernel`` among its own installable kernels."""
+        return instance_id in self.offered_by(kernel)
 
 
 def group_kernels(reports: Mapping[str, QcReport]) -> list[KernelGroup]:
@@ -58,6 +76,10 @@ def group_kernels(reports: Mapping[str, QcReport]) -> list[KernelGroup]:
             base_kernel=base,
             instance_ids=sorted(members[(distro, base)]),
             available_kernels=sort_kernels(kernels[(distro, base)]),
+            instance_kernels={
+                iid: sort_kernels(reports[iid].available_kernels)
+                for iid in sorted(members[(distro, base)])
+            },
         )
         for distro, base in ordered
     ]

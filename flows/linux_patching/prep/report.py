@@ -13,6 +13,7 @@ from typing import Any
 
 from flows.common.reporting import instance_label, markdown_table
 from flows.common.text import code_span, fenced, markdown_text, passed_failed, yes_no
+from flows.linux_patching.prep.kernel_choice import offer_counts
 from flows.linux_patching.prep.qc import InstanceQc, QcVerdict
 from flows.linux_patching.prep.result import PrepResult
 from flows.linux_patching.prep.staging import InstancePrepFiles
@@ -62,11 +63,12 @@ def group_rows(result: PrepResult) -> list[dict[str, Any]]:
                 "group": group.name,
                 "instances": len(group.instance_ids),
                 "instance ids": ", ".join(group.instance_ids),
-                "available kernels (oldest first)": ", ".join(group.available_kernels)
+                "available kernels (oldest first), hosts offering each": offer_counts(group)
                 or "no kernel updates",
                 "chosen kernel": (decision.kernel or "") if decision else "",
                 "chosen by": (decision.source.value if decision.source else "") if decision else "",
                 "staged": f"{sum(s.staged for s in staged)}/{len(staged)}" if staged else "",
+                "not offered": ", ".join(s.instance_id for s in staged if s.not_offered),
                 "not staged because": (decision.reason or "") if decision else "",
             }
         )
@@ -81,6 +83,7 @@ def staging_rows(result: PrepResult) -> list[dict[str, Any]]:
             "region": s.region,
             "group": s.group,
             "kernel": s.kernel,
+            "outcome": s.outcome,
             "status": s.status.value,
             "newkernel in patchme.sh": s.staged_kernel or "",
             "error": s.error or "",

@@ -16,8 +16,9 @@ from flows.common.text import first_line
 from flows.linux_patching.kernels import read_staged_kernel
 from flows.linux_patching.prep_record import StagedInstance
 from flows.linux_patching.qc_report import CollectedPrepFiles, parse_collected_prep_files
-from providers.base import ResultStatus, ScriptResult
+from providers.base import ResultStatus, ScriptResult, Target
 
+WINDOW_INSTALL_SCRIPT = "linux/window_install.sh"
 _PATCHME_BEGIN = "----- BEGIN patchme.sh -----"
 _PATCHME_END = "----- END patchme.sh -----"
 
@@ -34,10 +35,16 @@ class InstancePrepFiles(BaseModel):
 
 
 def stage_script(change_number: str, workdir: str, kernel: str) -> str:
-    """``linux/stage_kernel.sh`` with its quoted parameters."""
+    """``linux/stage_kernel.sh`` with its quoted parameters; the ``patchme.sh`` it writes runs
+    ``linux/window_install.sh`` (the SSM agent's reboot protocol, one reboot per change)."""
     return render_script(
         load_script("linux/stage_kernel.sh"),
-        {"CHANGE_NUMBER": change_number, "WORKDIR": workdir, "NEW_KERNEL": kernel},
+        {
+            "CHANGE_NUMBER": change_number,
+            "WORKDIR": workdir,
+            "NEW_KERNEL": kernel,
+            "PATCHME_BODY": load_script(WINDOW_INSTALL_SCRIPT),
+        },
     )
 
 
@@ -86,6 +93,31 @@ def judge_staging(result: ScriptResult, group: str, kernel: str) -> StagedInstan
         staged_kernel=staged_kernel,
         command_id=result.command_id,
         error=error,
+    )
+
+
+def not_offered(
+    target: Target, group: str, kernel: str, offered: list[str]
+) -> tuple[ScriptResult, StagedInstance]:
+    """An instance of ``group`` whose own QC did not list ``kernel``: nothing is sent to it
+    (its repositories would not install it, and the post check would later report a kernel it
+    could never run); its result and staging record say which kernels it does offer."""
+    error = (
+        f"not_offered: kernel {kernel}, chosen for {group}, is not among the kernels this "
+        f"instance's repositories offer ({', '.join(offered) or 'no kernel updates'}); "
+        "nothing staged here: stage one of those on it, or fix its repositories and run QC again"
+    )
+    result = ScriptResult.without_running(target, ResultStatus.SKIPPED, error)
+    return result, StagedInstance(
+        instance_id=target.instance_id,
+        account_id=target.account_id,
+        region=target.region,
+        group=group,
+        kernel=kernel,
+        status=ResultStatus.SKIPPED,
+        error=error,
+        not_offered=True,
+        offered_kernels=list(offered),
     )
 
 

@@ -4,8 +4,10 @@
 # Prints the QC report in the format of the Linux Patcher QC report that operators already read
 # (one "(Fact): value" line per fact), writes the same report to
 # $WORKDIR/$CHANGE_NUMBER/qc_report.txt, and then prints a "----- CLOUDOPS FACTS -----" block of
-# KEY=value lines (distribution from /etc/os-release, package manager, free space) that the
-# flow's parser reads; the report itself has no distribution line and keeps its format.
+# KEY=value lines (distribution from /etc/os-release, package manager, free space, the state of
+# the agents a change must not lose) that the flow's parser reads; the report itself has no
+# distribution line and keeps its format. The post check compares those agent states with the
+# ones it finds after the patch window.
 #
 # Parameters (environment variables, set by the flow's quoted header):
 #   CHANGE_NUMBER          change ticket, 1-50 of A-Z a-z 0-9 _ - (required)
@@ -189,6 +191,45 @@ if [ -n "$falconctl_cmd" ]; then
     fi
 fi
 
+# --- Agents -------------------------------------------------------------------------------
+# The agents a change must not lose, as post_qc.sh reports them (running, stopped,
+# not_installed, unknown), so the post check can tell an agent removed during the window.
+agent_state() {
+    local unit="$1"
+    shift
+    local installed="no" asked="no" active="" pkg load
+    for pkg in "$@"; do
+        if command -v rpm >/dev/null 2>&1; then
+            asked="yes"
+            rpm -q --quiet "$pkg" >/dev/null 2>&1 && installed="yes"
+        fi
+        if command -v dpkg-query >/dev/null 2>&1; then
+            asked="yes"
+            dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q ' installed$' &&
+                installed="yes"
+        fi
+    done
+    if command -v systemctl >/dev/null 2>&1; then
+        asked="yes"
+        load="$(systemctl show -p LoadState "$unit.service" 2>/dev/null)"
+        case "$load" in
+            LoadState=loaded | LoadState=masked) installed="yes" ;;
+        esac
+        active="$(systemctl is-active "$unit.service" 2>/dev/null | head -n 1)"
+    fi
+    if [ "$active" = "active" ] || [ "$active" = "reloading" ]; then
+        echo "running"
+    elif [ "$installed" = "yes" ] && command -v systemctl >/dev/null 2>&1; then
+        echo "stopped"
+    elif [ "$installed" = "no" ] && [ "$asked" = "yes" ]; then
+        echo "not_installed"
+    else
+        echo "unknown"
+    fi
+}
+falcon_agent="$(agent_state falcon-sensor falcon-sensor)"
+bigfix_agent="$(agent_state besclient BESAgent)"
+
 # --- Kernels ------------------------------------------------------------------------------
 kernel_lines=""
 case "$pkg_manager" in
@@ -268,6 +309,8 @@ echo "PKG_MANAGER=$pkg_manager"
 echo "VAR_FREE_KB=$(one_line "$var_free_kb")"
 echo "MIN_VAR_FREE_GB=$min_var_free_gb"
 echo "CROWDSTRIKE_RFM_STATE=$rfm_state"
+echo "AGENT_FALCON_SENSOR=$falcon_agent"
+echo "AGENT_BESCLIENT=$bigfix_agent"
 echo "REPO_CHECK_MESSAGE=$(one_line "$repo_message" | cut -c 1-300)"
 echo "REPORT_FILE=$workdir/$change/qc_report.txt"
 echo "----- END CLOUDOPS FACTS -----"

@@ -1,8 +1,11 @@
 #!/bin/bash
 # Stages the kernel chosen for a change: writes $WORKDIR/$CHANGE_NUMBER/patchme.sh, the script
-# the patch job runs later in the patch window. patchme.sh installs that kernel with the
-# distribution's package manager, makes it the default boot entry where grubby manages boot
-# entries, and reboots; it carries the target in a line newkernel="<kernel>".
+# the patch job runs later in the patch window. It carries the target in a line
+# newkernel="<kernel>" (what the patch window and the post check read), and its body is
+# linux/window_install.sh (given as PATCHME_BODY): run by the SSM agent it installs that kernel,
+# makes it the default boot entry and exits 194 so that the agent reboots the server and runs it
+# again, which then reports the kernel it booted. It never reboots by itself and reboots at most
+# once per change (see window_install.sh).
 #
 # Staging itself installs nothing and reboots nothing: it only writes that file, then prints a
 # confirmation and the file.
@@ -12,6 +15,7 @@
 #   WORKDIR         absolute directory that holds the change folder (default /root)
 #   NEW_KERNEL      kernel version to install, as the QC listed it, e.g. 4.18.0-553.45.1.el8_10
 #                   or 5.15.0-105-generic (required)
+#   PATCHME_BODY    the text of linux/window_install.sh (required)
 #
 # Exit status: 0 when patchme.sh was written, 1 when it could not be, 2 when a parameter or the
 # change folder is refused (nothing is written then; see the library below).
@@ -27,6 +31,7 @@ root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
 workdir="${WORKDIR:-/root}"
 new_kernel="${NEW_KERNEL:-}"
+patchme_body="${PATCHME_BODY:-}"
 
 refuse() {
     echo "stage_kernel.sh refused to run: $1" >&2
@@ -41,6 +46,8 @@ refuse() {
 # (no quote, $, backtick, backslash, space or /) can never end that string or expand.
 [[ ${#new_kernel} -le 128 && "$new_kernel" =~ ^[0-9]+\.[0-9]+[A-Za-z0-9._+~-]*$ ]] ||
     refuse "NEW_KERNEL must be a kernel version such as 4.18.0-553.45.1.el8_10 (digits and dots first, then only letters, digits and . _ + ~ -)."
+[[ "$patchme_body" == "#!"* && "$patchme_body" == *"CLOUDOPS WINDOW INSTALL"* ]] ||
+    refuse "PATCHME_BODY must be the text of linux/window_install.sh."
 
 change_dir="$root$workdir/$change"
 patchme="$change_dir/patchme.sh"
@@ -70,50 +77,17 @@ fi
 {
     printf '#!/bin/bash\n'
     printf '# Staged by CloudOps linux-qc-patching-prep for change %s at %s.\n' "$change" "$staged_at"
-    printf '# The patch job runs this in the patch window: it installs the kernel below with the\n'
-    printf '# package manager, makes it the default boot entry (grubby), and reboots.\n'
-    printf 'set -u\n'
+    printf '# Run by the SSM agent in the patch window (AWS-RunShellScript), it installs the kernel\n'
+    printf '# below, makes it the default boot entry and exits 194: the agent reboots the server and\n'
+    printf '# runs it again, which reports the kernel it booted. Run by hand, reboot when it exits\n'
+    printf '# 194 and run it again. It reboots at most once per change.\n'
     printf 'newkernel="%s"\n' "$new_kernel"
-    printf 'change="%s"\n' "$change"
-    cat <<'PATCHME'
-root="${CLOUDOPS_ROOT:-}"
-
-echo "patchme.sh: installing kernel $newkernel for change $change"
-if command -v dnf >/dev/null 2>&1; then
-    dnf -y install "kernel-$newkernel" || { echo "patchme.sh: dnf could not install kernel-$newkernel; not rebooting" >&2; exit 1; }
-    installed_check=(rpm -q "kernel-$newkernel")
-elif command -v yum >/dev/null 2>&1; then
-    yum -y install "kernel-$newkernel" || { echo "patchme.sh: yum could not install kernel-$newkernel; not rebooting" >&2; exit 1; }
-    installed_check=(rpm -q "kernel-$newkernel")
-elif command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "linux-image-$newkernel" || { echo "patchme.sh: apt-get could not install linux-image-$newkernel; not rebooting" >&2; exit 1; }
-    installed_check=(dpkg -s "linux-image-$newkernel")
-else
-    echo "patchme.sh: no dnf, yum or apt-get on this server; kernel $newkernel not installed, not rebooting" >&2
-    exit 1
-fi
-
-# Never reboot into the old kernel believing the new one is there.
-if ! "${installed_check[@]}" >/dev/null 2>&1; then
-    echo "patchme.sh: the package manager reported success but kernel $newkernel is not installed; not rebooting" >&2
-    exit 1
-fi
-
-# yum/dnf normally make the newest kernel the default; a chosen kernel older than another
-# installed one would not boot without this.
-if command -v grubby >/dev/null 2>&1; then
-    for image in "$root/boot/vmlinuz-$newkernel" "$root/boot/vmlinuz-$newkernel".*; do
-        if [ -e "$image" ]; then
-            grubby --set-default "${image#"$root"}" || echo "patchme.sh: grubby could not make $image the default boot entry" >&2
-            break
-        fi
-    done
-fi
-
-echo "patchme.sh: kernel $newkernel installed; rebooting"
-sync
-reboot
-PATCHME
+    printf 'export CHANGE_NUMBER="%s"\n' "$change"
+    printf 'export WORKDIR="%s"\n' "$workdir"
+    printf '# The rest is linux/window_install.sh of CloudOps flows (its own comments say how it works).\n'
+    # The body without its shebang and its leading comment block, so patchme.sh stays small
+    # enough for the final report to read it back whole.
+    printf '%s\n' "$patchme_body" | awk 'NR == 1 { next } !body && /^#/ { next } { body = 1; print }'
 } >"$partial" 2>/dev/null || fail "could not write $partial"
 
 bash -n "$partial" || fail "the patchme.sh written for $new_kernel does not parse; nothing staged"

@@ -9,9 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.linux_patching.kernels import (
+    KernelComparison,
     base_kernel,
+    compare_kernels,
     distro_from_kernel,
     kernel_sort_key,
+    newer_than_staged,
     normalize_kernel,
     read_staged_kernel,
     sort_kernels,
@@ -245,7 +248,13 @@ def test_group_kernels_groups_passed_instances_by_distro_and_base_kernel() -> No
         base_kernel="4.18.0-553",
         instance_ids=["i-0aaaaaaaaaaaaaaa0", "i-0aaaaaaaaaaaaaaa1"],
         available_kernels=["4.18.0-553.16.1.el8_10", "4.18.0-553.45.1.el8_10"],
+        instance_kernels={
+            "i-0aaaaaaaaaaaaaaa0": ["4.18.0-553.16.1.el8_10", "4.18.0-553.45.1.el8_10"],
+            "i-0aaaaaaaaaaaaaaa1": ["4.18.0-553.45.1.el8_10"],
+        },
     )
+    # Each host's own list is kept: 553.16.1 is offered by one host of the two.
+    assert rhel.offered_by("4.18.0-553.16.1.el8_10") == ["i-0aaaaaaaaaaaaaaa0"]
     assert all("i-0ccccccccccccccc0" not in g.instance_ids for g in groups)
     assert groups[1].available_kernels == ["4.18.0-553.5.1.el8_10"]
 
@@ -261,3 +270,26 @@ def test_group_without_updates_offers_no_kernel() -> None:
     (group,) = group_kernels({"i-0123456789abcdef0": report})
     assert group.name == "RHEL9.4 - Kernel 5.14.0-427"
     assert group.available_kernels == []
+
+
+@pytest.mark.parametrize(
+    ("running", "target", "expected"),
+    [
+        ("4.18.0-553.45.1.el8_10.x86_64", "4.18.0-553.45.1.el8_10", KernelComparison.SAME),
+        ("4.18.0-553.45.1.el8_10.x86_64", "4.18.0-553.5.1.el8_10", KernelComparison.NEWER),
+        ("4.18.0-553.5.1.el8_10.x86_64", "kernel-4.18.0-553.45.1.el8_10", KernelComparison.OLDER),
+        ("5.15.0-105-generic", "5.15.0-97-generic", KernelComparison.NEWER),
+        ("6.1.79-99.167.amzn2023.x86_64", "6.1.102-108.177.amzn2023", KernelComparison.OLDER),
+    ],
+)
+def test_a_running_kernel_is_same_newer_or_older_than_its_target(
+    running: str, target: str, expected: KernelComparison
+) -> None:
+    assert compare_kernels(running, target) is expected
+
+
+def test_a_newer_kernel_is_named_with_both_versions() -> None:
+    assert (
+        newer_than_staged("4.18.0-553.45.1.el8_10.x86_64", "4.18.0-553.5.1.el8_10")
+        == "newer than staged (4.18.0-553.45.1.el8_10 > 4.18.0-553.5.1.el8_10)"
+    )

@@ -104,6 +104,32 @@ def test_kernel_mismatch_fails_with_both_kernels_named() -> None:
     assert "No yum package transaction today" in report.notes
 
 
+def test_a_kernel_newer_than_the_target_fails_as_newer_unless_accepted() -> None:
+    text = sample("rhel8_kernel_mismatch.txt")
+    older_target = "4.18.0-513.24.1.el8_9"
+
+    refused = parse_post_report(text.replace("4.18.0-553.45.1.el8_10", older_target))
+    accepted = parse_post_report(
+        text.replace("4.18.0-553.45.1.el8_10", older_target), accept_newer_kernel=True
+    )
+
+    newer = f"Kernel newer than staged (4.18.0-553.el8_10 > {older_target})"
+    assert not refused.passed and refused.kernel_newer is True
+    assert refused.failure_reasons[0].startswith(newer)
+    assert "accept_newer_kernel" in refused.failure_reasons[0]
+    assert accepted.passed and accepted.kernel_match is False and accepted.kernel_newer is True
+    assert f"{newer}: accepted (accept_newer_kernel)" in accepted.notes
+
+
+def test_required_agents_are_the_callers_choice() -> None:
+    report = parse_post_report(
+        sample("rhel8_crowdstrike_stopped.txt"), required_agents=("besclient",)
+    )
+
+    assert report.passed
+    assert "CrowdStrike (falcon-sensor) is installed but not running" in report.notes
+
+
 def test_crowdstrike_installed_but_stopped_fails() -> None:
     report = parse_post_report(sample("rhel8_crowdstrike_stopped.txt"))
 

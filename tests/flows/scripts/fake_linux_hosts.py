@@ -327,5 +327,6 @@ done <<'FAKE_OUTPUT'
 FAKE_OUTPUT""",
     )
     sandbox.fake("dpkg", "exit 0")
+    sandbox.remove("grubby")  # Ubuntu boots the newest kernel; grubby is a Red Hat tool
     fake_crowdstrike(sandbox, on_path=False)
     return sandbox

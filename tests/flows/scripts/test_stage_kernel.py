@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.common.remote_scripts import load_script
 from flows.linux_patching.kernels import read_staged_kernel
 from flows.parsers import parse_collected_prep_files, parse_qc_report
 from tests.flows.scripts.fake_linux_hosts import LinuxSandbox
@@ -19,8 +20,11 @@ INSTALLERS = ("dnf", "yum", "rpm", "apt-get", "dpkg", "grubby", "reboot", "shutd
 
 
 def stage(host: LinuxSandbox, kernel: str, **params: str) -> subprocess.CompletedProcess[str]:
+    """stage_kernel.sh as the prep flow sends it: the patchme.sh body is window_install.sh."""
+    body = load_script("linux/window_install.sh")
     return host.run(
-        "linux/stage_kernel.sh", {"CHANGE_NUMBER": CHANGE, "NEW_KERNEL": kernel} | params
+        "linux/stage_kernel.sh",
+        {"CHANGE_NUMBER": CHANGE, "NEW_KERNEL": kernel, "PATCHME_BODY": body} | params,
     )
 
 
@@ -131,22 +135,57 @@ def test_staging_that_cannot_write_fails_without_a_partial_file(rhel_host: Linux
 # --- What the staged patchme.sh does when the patch job runs it ----------------------------
 
 
-def test_patchme_installs_the_staged_kernel_makes_it_default_and_reboots(
+def reboot_into(host: LinuxSandbox, kernel: str) -> None:
+    """What the reboot the SSM agent does leaves: a new boot id and ``kernel`` running."""
+    host.write("/proc/sys/kernel/random/boot_id", "after-reboot\n")
+    host.fake("uname", f'[ "${{1:-}}" = -r ] && echo {kernel} || echo Linux')
+
+
+def test_patchme_installs_makes_it_default_and_asks_the_agent_to_reboot_once(
     rhel_host: LinuxSandbox,
 ) -> None:
     stage(rhel_host, RHEL_TARGET)
     rhel_host.write(f"/boot/vmlinuz-{RHEL_TARGET}.x86_64", "")
+    rhel_host.write("/proc/sys/kernel/random/boot_id", "before-reboot\n")
 
-    result = rhel_host.run_file(patchme_path(rhel_host))
+    first = rhel_host.run_file(patchme_path(rhel_host))
 
-    assert result.returncode == 0, result.stderr
+    # Exit 194: the SSM agent reboots and runs it again; it never reboots by itself.
+    assert first.returncode == 194, first.stderr
+    assert "STATE=rebooting" in first.stdout
     calls = [c for c in rhel_host.calls() if c.split()[0] in INSTALLERS]
     assert calls == [
         f"dnf -y install kernel-{RHEL_TARGET}",
         f"rpm -q kernel-{RHEL_TARGET}",
         f"grubby --set-default /boot/vmlinuz-{RHEL_TARGET}.x86_64",
-        "reboot ",
     ]
+    state = rhel_host.server_path(f"/root/{CHANGE}/window")
+    assert (state / "reboots").read_text() == "1\n"
+    assert (state / "boot_id_before").read_text() == "before-reboot\n"
+
+    reboot_into(rhel_host, f"{RHEL_TARGET}.x86_64")
+    second = rhel_host.run_file(patchme_path(rhel_host))
+
+    assert second.returncode == 0, second.stderr
+    assert "STATE=booted_target" in second.stdout
+    assert "KERNEL_BEFORE=4.18.0-553.5.1.el8_10.x86_64" in second.stdout
+    assert "BOOT_ID_BEFORE=before-reboot" in second.stdout
+    assert len([c for c in rhel_host.calls() if c.split()[0] in INSTALLERS]) == 3  # no more
+
+
+def test_patchme_never_asks_for_a_second_reboot(rhel_host: LinuxSandbox) -> None:
+    stage(rhel_host, RHEL_TARGET)
+    rhel_host.write(f"/boot/vmlinuz-{RHEL_TARGET}.x86_64", "")
+    assert rhel_host.run_file(patchme_path(rhel_host)).returncode == 194
+
+    reboot_into(rhel_host, "4.18.0-553.5.1.el8_10.x86_64")  # the boot fell back
+    fell_back = rhel_host.run_file(patchme_path(rhel_host))
+    again = rhel_host.run_file(patchme_path(rhel_host))
+
+    for run in (fell_back, again):
+        assert run.returncode == 1
+        assert "STATE=booted_other" in run.stdout
+        assert "will not reboot it again" in run.stderr
 
 
 def test_patchme_does_not_reboot_when_the_install_fails(rhel_host: LinuxSandbox) -> None:
@@ -156,8 +195,10 @@ def test_patchme_does_not_reboot_when_the_install_fails(rhel_host: LinuxSandbox)
     result = rhel_host.run_file(patchme_path(rhel_host))
 
     assert result.returncode == 1
-    assert "not rebooting" in result.stderr
+    assert "STATE=install_failed" in result.stdout
+    assert "Unable to find a match" in result.stderr and "not rebooting" in result.stderr
     assert rhel_host.calls("reboot") == []
+    assert not rhel_host.server_path(f"/root/{CHANGE}/window/reboots").exists()
 
 
 def test_patchme_does_not_reboot_when_the_kernel_is_not_installed_after_all(
@@ -177,13 +218,14 @@ def test_patchme_on_ubuntu_installs_the_linux_image_package(ubuntu_host: LinuxSa
 
     result = ubuntu_host.run_file(patchme_path(ubuntu_host))
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 194, result.stderr
     calls = [c for c in ubuntu_host.calls() if c.split()[0] in INSTALLERS]
     assert calls == [
         f"apt-get install -y linux-image-{UBUNTU_TARGET}",
         f"dpkg -s linux-image-{UBUNTU_TARGET}",
-        "reboot ",
     ]
+    # No grubby on Ubuntu: the newest installed kernel boots first.
+    assert "DEFAULT_ENTRY=distribution" in result.stdout
 
 
 # --- Collecting the prep files for the final report ----------------------------------------

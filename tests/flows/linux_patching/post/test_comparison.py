@@ -364,6 +364,62 @@ def test_verdicts_follow_the_report_and_the_command() -> None:
     assert offline.drift.kernel_target == STAGED and not offline.drift.prep_record
 
 
+def test_a_required_agent_lost_since_prep_fails_with_its_prep_state() -> None:
+    before = qc_report().model_copy(
+        update={"facts": {"AGENT_FALCON_SENSOR": "running", "AGENT_BESCLIENT": "stopped"}}
+    )
+    prep = PrepRecord(qc_status=ResultStatus.SUCCESS, qc_at=PREP_AT, qc_report=before)
+    planned = (STAGED, KernelTargetSource.PREP)
+
+    removed = judge_post(
+        WEB1,
+        ran(
+            WEB1, post_output(AGENT_FALCON_SENSOR="not_installed", AGENT_BESCLIENT="not_installed")
+        ),
+        prep,
+        planned,
+        CHANGE,
+    )
+    not_required = judge_post(
+        WEB1,
+        ran(WEB1, post_output(AGENT_FALCON_SENSOR="not_installed")),
+        prep,
+        planned,
+        CHANGE,
+        required_agents=("besclient",),
+    )
+
+    assert removed.verdict is PostVerdict.FAILED
+    assert [r.split(":")[0] for r in removed.reasons] == [
+        "CrowdStrike (falcon-sensor) was running at prep QC and is not installed now",
+        "BigFix (besclient) was installed but not running at prep QC and is not installed now",
+    ]
+    assert removed.drift.agents_before["falcon-sensor"] is AgentState.RUNNING
+    assert not_required.verdict is PostVerdict.PASSED
+
+
+def test_the_linux_patchers_report_gives_crowdstrike_alone_as_before() -> None:
+    prep = PrepRecord(qc_status=ResultStatus.SUCCESS, qc_report=qc_report(crowdstrike=True))
+
+    assert prep.agents_before == {"falcon-sensor": AgentState.RUNNING}
+
+
+def test_an_instance_whose_prep_qc_failed_is_not_patched_on_purpose() -> None:
+    prep = PrepRecord(
+        qc_status=ResultStatus.SUCCESS, qc_at=PREP_AT, qc_report=qc_report(passed=False)
+    )
+    planned = planned_target(WEB1, prep, None)
+
+    judged = judge_post(WEB1, ran(WEB1, post_output(KERNEL_TARGET="")), prep, planned, CHANGE)
+
+    assert judged.verdict is PostVerdict.NOT_PATCHED_PREP_FAILED
+    assert judged.reasons == [
+        f"not patched: the prep QC of change {CHANGE} failed on this instance (disk space "
+        "check FAILED), so no kernel was staged and the change left it as it was"
+    ]
+    assert post_tally([judged]) == Tally(0, 0)
+
+
 def test_the_post_tally_counts_windows_as_neither() -> None:
     prep = PrepRecord(qc_status=ResultStatus.SUCCESS, qc_at=PREP_AT, qc_report=qc_report())
     planned = (STAGED, KernelTargetSource.PREP)

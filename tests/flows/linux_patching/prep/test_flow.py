@@ -413,6 +413,41 @@ def test_staging_without_any_recorded_qc_says_so_and_sends_nothing(two_rhel: Fle
     assert two_rhel.sent("r1") == 0 and two_rhel.sent("r2") == 0
 
 
+def test_a_host_whose_repositories_do_not_offer_the_choice_is_not_offered(
+    ssm_world: SsmWorld,
+) -> None:
+    fleet = make_fleet(
+        ssm_world,
+        {
+            "full": (HOME_ACCOUNT, rhel8("full")),
+            "short": (HOME_ACCOUNT, rhel8("short", RHEL8_LISTING_SHORT)),
+        },
+    )
+
+    result = linux_qc_patching_prep(
+        change_number=CHANGE,
+        instances=fleet.targets(),
+        provider=fleet.block,
+        kernel_choices="4.18.0-553.45.1.el8_10",
+        steps=["initial_qc", "stage_kernels"],
+    )
+
+    assert patchme_kernel(fleet, "full") == "4.18.0-553.45.1.el8_10"
+    assert patchme_kernel(fleet, "short") is None
+    assert fleet.sent("short") == 1  # the QC only: staging was never sent there
+    by_key = {fleet.key_of(s.instance_id): s for s in result.staged}
+    assert by_key["short"].outcome == "not_offered"
+    assert by_key["short"].offered_kernels == ["4.18.0-553.8.1.el8_10", "4.18.0-553.16.1.el8_10"]
+    # The store says why, so the patch window and post leave it out with the reason.
+    short_id = fleet.instances["short"].instance_id
+    [record] = [
+        e
+        for e in Store.default().latest_executions(CHANGE, WORKFLOW, "stage_kernels").values()
+        if e.instance_id == short_id
+    ]
+    assert record.status.value == "skipped" and "not_offered" in (record.error or "")
+
+
 def test_kernel_outside_the_group_list_is_refused_and_nothing_staged(
     two_rhel: Fleet, data_dir: Path
 ) -> None:

@@ -27,6 +27,7 @@ from flows.linux_patching.prep.parameters import (
     validate_prep_parameters,
 )
 from flows.linux_patching.prep.qc import QcVerdict, judge_qc, qc_script
+from flows.linux_patching.prep.staging import not_offered
 from flows.linux_patching.prep_record import PrepStep
 from providers.base import ResultStatus, ScriptResult, Target
 
@@ -36,6 +37,10 @@ RHEL = KernelGroup(
     base_kernel="4.18.0-553",
     instance_ids=["i-0000000000000000a", "i-0000000000000000b"],
     available_kernels=["4.18.0-553.8.1.el8_10", "4.18.0-553.45.1.el8_10"],
+    instance_kernels={
+        "i-0000000000000000a": ["4.18.0-553.8.1.el8_10", "4.18.0-553.45.1.el8_10"],
+        "i-0000000000000000b": ["4.18.0-553.8.1.el8_10"],
+    },
 )
 AL2 = KernelGroup(
     name="AL2 - Kernel 4.14.343-261",
@@ -199,6 +204,30 @@ def test_the_ui_form_offers_exactly_each_groups_kernels() -> None:
     assert form(**{RHEL.name: None}).model_dump(by_alias=True)[RHEL.name] is None
     with pytest.raises(ValidationError):
         form(**{RHEL.name: "4.18.0-553.99.1.el8_10"})
+
+
+def test_the_form_says_how_many_hosts_of_a_group_offer_each_kernel() -> None:
+    form = kernel_choice_form([RHEL, AL2], KernelChoiceRequest(), "C1")
+
+    counts = "4.18.0-553.8.1.el8_10 (2 of 2 hosts), 4.18.0-553.45.1.el8_10 (1 of 2 hosts)"
+    schema = create_v2_schema(form.__name__, model_base=form)
+    assert counts in schema["properties"][RHEL.name]["description"]
+    assert f"hosts offering each kernel: {counts}" in (form._description or "")
+
+
+def test_a_host_that_does_not_offer_the_choice_is_not_offered_with_its_own_kernels() -> None:
+    assert RHEL.offered_by("kernel-4.18.0-553.45.1.el8_10.x86_64") == ["i-0000000000000000a"]
+    assert not RHEL.offers("i-0000000000000000b", "4.18.0-553.45.1.el8_10")
+
+    host = Target(instance_id="i-0000000000000000b", account_id="111111111111", region="us-east-1")
+    result, staged = not_offered(
+        host, RHEL.name, "4.18.0-553.45.1.el8_10", ["4.18.0-553.8.1.el8_10"]
+    )
+
+    assert result.status is ResultStatus.SKIPPED and result.command_id is None
+    assert staged.outcome == "not_offered" and not staged.staged
+    assert staged.offered_kernels == ["4.18.0-553.8.1.el8_10"]
+    assert "offer (4.18.0-553.8.1.el8_10)" in (staged.error or "")
 
 
 # --- QC verdicts ---------------------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""linux-qc-patching-window end to end on the SSM agent emulator: thirty fake servers (RHEL 8.10,
+Amazon Linux 2023, Ubuntu 22.04) over two commercial accounts and GovCloud, really installed,
+really rebooted through the agent's exit-194 protocol, and checked wave by wave."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.worker import EventsWorker
+
+from flows import linux_qc_patching_window
+from flows.linux_patching.window.result import FinalStatus, WindowResult
+from flows.store import Store
+from tests.flows.linux_patching.window.hosts import (
+    DISTROS,
+    Distro,
+    HostSpec,
+    WindowServer,
+    build_server,
+    prep,
+)
+from tests.providers.aws.ssm_fixtures import GOV_ACCOUNT, HOME_ACCOUNT, ROLE_ACCOUNT
+from tests.ssm_emulator import SsmWorld
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
+
+CHANGE = "CHG0013001"
+WORKFLOW = "linux-qc-patching-window"
+PLACES = [
+    (HOME_ACCOUNT, "us-east-1"),
+    (HOME_ACCOUNT, "us-west-2"),
+    (ROLE_ACCOUNT, "us-east-1"),
+    (GOV_ACCOUNT, "us-gov-west-1"),
+]
+ODD = {
+    "rhel-01": HostSpec(Distro.RHEL, already_on_target=True),
+    "rhel-02": HostSpec(Distro.RHEL, boot_full=True),
+    "rhel-03": HostSpec(Distro.RHEL, install_fails=True),
+    "rhel-04": HostSpec(Distro.RHEL),  # its boot falls back to the old kernel
+    "rhel-05": HostSpec(Distro.RHEL),  # its patchme.sh was changed after prep
+    "al-01": HostSpec(Distro.AL2023, falcon_unsupported=True),
+    "al-02": HostSpec(Distro.AL2023, falcon_stops_on_boot=True),
+    "ubuntu-01": HostSpec(Distro.UBUNTU, lock_held=True),
+    "ubuntu-02": HostSpec(Distro.UBUNTU, patchme_by_linux_patcher=True),
+}
+EXPECTED = {
+    "rhel-01": FinalStatus.ALREADY_PATCHED,
+    "rhel-02": FinalStatus.REFUSED_PREFLIGHT,
+    "rhel-03": FinalStatus.INSTALL_FAILED,
+    "rhel-04": FinalStatus.WRONG_KERNEL,
+    "rhel-05": FinalStatus.REFUSED_PREFLIGHT,
+    "al-01": FinalStatus.REFUSED_PREFLIGHT,
+    "al-02": FinalStatus.POST_FAILED,
+    "ubuntu-01": FinalStatus.REFUSED_PREFLIGHT,
+}
+
+
+@dataclass
+class Thirty:
+    servers: dict[str, WindowServer]
+    specs: dict[str, HostSpec]
+
+    def by_id(self, instance_id: str) -> WindowServer:
+        return next(s for s in self.servers.values() if s.instance_id == instance_id)
+
+
+def thirty_servers(world: SsmWorld) -> Thirty:
+    """12 RHEL, 10 AL2023 and 8 Ubuntu servers dealt over the four places, prepped."""
+    names = (
+        [f"rhel-{n:02d}" for n in range(1, 13)]
+        + [f"al-{n:02d}" for n in range(1, 11)]
+        + [f"ubuntu-{n:02d}" for n in range(1, 9)]
+    )
+    distro = {"rhel": Distro.RHEL, "al": Distro.AL2023, "ubuntu": Distro.UBUNTU}
+    specs = {n: ODD.get(n, HostSpec(distro[n.split("-")[0]])) for n in names}
+    servers = {
+        name: build_server(world, *PLACES[i % len(PLACES)], name, specs[name])
+        for i, name in enumerate(names)
+    }
+    prep(Store.default(), CHANGE, list(servers.values()), specs)
+    world.boot_falls_back(servers["rhel-04"].instance_id)
+    patchme = servers["rhel-05"].instance.root / f"root/{CHANGE}/patchme.sh"
+    patchme.write_text(patchme.read_text().replace("553.45.1", "553.16.1"))
+    return Thirty(servers, specs)
+
+
+def install_commands(world: SsmWorld) -> Counter[str]:
+    """Install commands (wave-N, not their post checks) per instance."""
+    sent: Counter[str] = Counter()
+    for command in world.commands:
+        step = re.search(r" (wave-\d+(?:-post)?) ", command.comment)
+        if step and not step.group(1).endswith("-post"):
+            sent.update(command.instance_ids)
+    return sent
+
+
+def check_final_statuses(fleet: Thirty, result: WindowResult) -> None:
+    statuses = {fleet.by_id(i.instance_id).hostname: i for i in result.instances}
+    for name, outcome in statuses.items():
+        assert outcome.status is EXPECTED.get(name, FinalStatus.PATCHED), (name, outcome)
+    assert "/boot has 19 MB free" in statuses["rhel-02"].reasons[0]
+    assert "CrowdStrike's falcon-kernel-check" in statuses["al-01"].reasons[0]
+    assert "package-manager lock is held" in statuses["ubuntu-01"].reasons[0]
+    assert (
+        "patchme.sh names 4.18.0-553.16.1.el8_10 but prep staged" in statuses["rhel-05"].reasons[0]
+    )
+    assert "Transaction test error" in statuses["rhel-03"].reasons[0]
+    assert statuses["rhel-04"].reasons[0].startswith("booted 4.18.0-553.5.1.el8_10.x86_64 instead")
+    assert statuses["al-02"].post_verdict == "failed"
+    assert "CrowdStrike (falcon-sensor) was running at prep QC" in statuses["al-02"].reasons[0]
+    for name, outcome in statuses.items():
+        if outcome.status is FinalStatus.PATCHED:
+            target = fleet.servers[name].facts.target
+            assert fleet.servers[name].running.startswith(target)
+            assert outcome.kernel_after is not None and outcome.kernel_after.startswith(target)
+            assert outcome.kernel_before == fleet.servers[name].facts.running
+            assert outcome.seconds_to_back_online and outcome.seconds_to_back_online > 0
+            assert outcome.boot_id_after != outcome.boot_id_before
+            assert outcome.post_verdict == "passed"
+    assert result.failures == 3 and not result.halted
+
+
+def check_the_waves(fleet: Thirty, result: WindowResult) -> None:
+    # The canary proves each kernel group once; then waves of 25% of the other 22.
+    assert [(w.kind.value, len(w.instance_ids)) for w in result.waves] == [
+        ("canary", 3),
+        ("wave", 6),
+        ("wave", 6),
+        ("wave", 6),
+        ("wave", 4),
+    ]
+    canary = [fleet.by_id(i) for i in result.waves[0].instance_ids]
+    assert sorted(s.distro.value for s in canary) == ["al2023", "rhel", "ubuntu"]
+    for wave in result.waves[1:4]:
+        places = {
+            (fleet.by_id(i).instance.account_id, fleet.by_id(i).instance.region)
+            for i in wave.instance_ids
+        }
+        assert len(places) == 4, "each wave spreads over every account and region"
+    assert all(w.state == "done" and w.started_at and w.ended_at for w in result.waves)
+
+
+def check_each_server_installed_and_rebooted_once(world: SsmWorld, fleet: Thirty) -> None:
+    sent = install_commands(world)
+    for name, server in fleet.servers.items():
+        expected = EXPECTED.get(name, FinalStatus.PATCHED)
+        in_a_wave = expected not in (FinalStatus.ALREADY_PATCHED, FinalStatus.REFUSED_PREFLIGHT)
+        assert sent[server.instance_id] == (1 if in_a_wave else 0), name
+        rebooted = in_a_wave and expected is not FinalStatus.INSTALL_FAILED
+        assert world.reboots[server.instance_id] == (1 if rebooted else 0), name
+        # The servers' own reboot (the Linux Patcher's patchme.sh has one) is never used.
+        assert server.calls("reboot") == [] and server.calls("shutdown") == [], name
+    assert fleet.servers["rhel-03"].calls("grubby") == []  # nothing after a failed install
+
+
+def artifact(key: str) -> Any:
+    with get_client(sync_client=True) as client:
+        found = [a for a in client.read_artifacts() if a.key == key]
+    assert found, f"no artifact {key}"
+    data = max(found, key=lambda a: a.created).data
+    return (
+        json.loads(data)
+        if isinstance(data, str) and key.endswith(("instances", "waves", "preflight"))
+        else data
+    )
+
+
+def check_records_report_and_artifacts(fleet: Thirty, result: WindowResult) -> None:
+    store = Store.default()
+    runs = {r.step: r for r in store.runs_for_change(CHANGE) if r.workflow == WORKFLOW}
+    assert set(runs) == {"preflight"} | {f"wave-{n}" for n in range(1, 6)} | {
+        f"wave-{n}-post" for n in range(1, 6)
+    }
+    assert len(store.executions(runs["preflight"].id)) == 30
+    for wave in result.waves:
+        executions = store.executions(runs[f"wave-{wave.number}"].id)
+        assert sorted(e.instance_id for e in executions) == sorted(wave.instance_ids)
+        assert all(e.parsed and e.parsed["status"] for e in executions)
+    report = Path(result.report_path)
+    assert re.fullmatch(rf"window_report_{CHANGE}_\d{{8}}T\d{{6}}Z\.md", report.name)
+    text = report.read_text()
+    assert "## Needs attention" in text and "wrong_kernel" in text and "rhel-04" in text
+    rows = {r["hostname"]: r for r in artifact(f"linux-qc-window-{CHANGE.lower()}-instances")}
+    assert rows["rhel-06"]["status"] == "patched"
+    assert rows["rhel-06"]["kernel (old -> new)"].startswith("4.18.0-553.5.1.el8_10.x86_64 -> ")
+    assert rows["rhel-02"]["reasons"].startswith("/boot has")
+    assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-waves")) == 5
+    assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-preflight")) == 30
+
+
+def check_the_failure_event(result: WindowResult) -> None:
+    EventsWorker.instance().drain()
+    assert AssertingEventsClient.last is not None
+    events = {e.event: e for e in AssertingEventsClient.last.events}
+    assert "cloudops.window.halted" not in events
+    assert events["cloudops.window.failed"].payload["counts"] == result.status_counts()
+
+
+@pytest.mark.usefixtures("asserting_events_worker")
+def test_thirty_servers_canary_per_group_then_waves_each_with_its_final_status(
+    ssm_world: SsmWorld, window_provider: str
+) -> None:
+    fleet = thirty_servers(ssm_world)
+
+    result = linux_qc_patching_window(
+        CHANGE,
+        provider=window_provider,
+        wave_size="25%",
+        max_failures="20%",
+        require_approval=False,
+    )
+
+    assert result.status_counts() == {
+        "patched": 22,
+        "already_patched": 1,
+        "refused_preflight": 4,
+        "install_failed": 1,
+        "wrong_kernel": 1,
+        "post_failed": 1,
+    }
+    assert DISTROS  # three distributions took part
+    check_final_statuses(fleet, result)
+    check_the_waves(fleet, result)
+    check_each_server_installed_and_rebooted_once(ssm_world, fleet)
+    check_records_report_and_artifacts(fleet, result)
+    check_the_failure_event(result)
