@@ -14,6 +14,7 @@ from enum import StrEnum
 from prefect import get_run_logger
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.utilities.urls import url_for
 from pydantic import Field, field_validator
 
 from flows.common.runs import WorkflowRun
@@ -88,7 +89,9 @@ def announce_pause(waiting_for: str, timeout_seconds: int, resume_options: str) 
     run's page in the Prefect UI (``PREFECT_UI_URL``), or ``cloudops resume`` in a terminal.
     Returns the line logged."""
     run_id = flow_run.id or "<flow-run-id>"
-    url = flow_run.ui_url
+    # url_for, not flow_run.ui_url: that one builds /flow-runs/flow-run/<id> (a page the UI
+    # does not have) and "None/..." when PREFECT_UI_URL is unset.
+    url = url_for("flow-run", obj_id=run_id) if flow_run.id else None
     where = (
         f"open {url} and press Resume"
         if url

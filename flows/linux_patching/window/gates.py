@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from prefect import get_run_logger
 from prefect.flow_runs import pause_flow_run
-from prefect.utilities.urls import url_for
 
 from flows.common.pauses import (
     PAUSE_POLL_SECONDS,
     Approval,
     HaltChoice,
     HaltDecision,
+    announce_pause,
     record_approval,
     record_halt_decision,
 )
@@ -36,33 +36,16 @@ def decisions_of_this_run(run: WorkflowRun, kind: str) -> list[DecisionRecord]:
     ]
 
 
-def _say_how_to_resume(run: WorkflowRun, waiting_for: str, choose: str, cli: str) -> None:
-    page = url_for("flow-run", obj_id=run.flow_run_id) or (
-        "(PREFECT_UI_URL is not set: open the flow run in the Prefect UI)"
-    )
-    get_run_logger().warning(
-        "flow run %s is paused %s. Answer in the Prefect UI: %s -> Resume, %s. Or from a "
-        "terminal: cloudops resume %s %s",
-        run.run_name,
-        waiting_for,
-        page,
-        choose,
-        run.flow_run_id,
-        cli,
-    )
-
-
 def ask_for_approval(run: WorkflowRun, summary: str, timeout_seconds: int) -> DecisionRecord:
     """Pause until a person approves the window (the run fails if nobody does in time)."""
     done = decisions_of_this_run(run, "approval")
     if done:
         get_run_logger().info("approved already by %s (a retried run asks once)", done[0].approver)
         return done[0]
-    _say_how_to_resume(
-        run,
-        "for approval before wave 1",
-        "fill in approver (your name) and an optional comment",
-        "--approver NAME --reason TEXT",
+    announce_pause(
+        "approval before wave 1 (approver: your name; comment: optional)",
+        timeout_seconds,
+        '--approver NAME --comment "TEXT"',
     )
     form = Approval.with_initial_data(description=summary)
     answer = pause_flow_run(
@@ -88,12 +71,11 @@ def decide_on_halt(
             "halt %d already decided: %s by %s", halt_number, decision.decision, decision.approver
         )
         return decision
-    _say_how_to_resume(
-        run,
-        "because the error budget is spent",
-        f"choose decision {HaltChoice.CONTINUE.value} (start the next wave) or "
-        f"{HaltChoice.ABORT.value} (start no further wave), with approver and reason",
-        "--decision continue|abort --approver NAME --reason TEXT",
+    announce_pause(
+        f"a decision on the halted window (decision: {HaltChoice.CONTINUE.value} starts the next "
+        f"wave, {HaltChoice.ABORT.value} starts no further wave; approver; reason)",
+        timeout_seconds,
+        '--decision continue|abort --approver NAME --reason "TEXT"',
     )
     form = HaltDecision.with_initial_data(description=summary)
     answer = pause_flow_run(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flows.common.reporting import markdown_table
+from flows.common.reporting import instance_label, markdown_table
+from flows.common.text import code_span, markdown_text
 from flows.linux_patching.window.preflight import InstancePreflight
 from flows.linux_patching.window.result import FinalStatus, InstanceOutcome, WindowResult
 
@@ -98,11 +99,16 @@ def decision_rows(result: WindowResult) -> list[dict[str, Any]]:
     ]
 
 
+def outcome_line(outcome: InstanceOutcome, *details: str) -> str:
+    """``- `i-0abc` web-01 (111122223333/us-east-1; install_failed): why``, escaped: hostnames
+    and reasons come from the servers."""
+    who = instance_label(outcome.instance_id, outcome.hostname, outcome.account_id, outcome.region)
+    said = f" ({'; '.join(details)})" if details else ""
+    return f"- {who}{said}: " + markdown_text("; ".join(outcome.reasons))
+
+
 def _listed(result: WindowResult, status: FinalStatus) -> list[str]:
-    return [
-        f"- `{i.instance_id}` {i.hostname} ({i.account_id} {i.region}): " + "; ".join(i.reasons)
-        for i in result.by_status(status)
-    ]
+    return [outcome_line(i) for i in result.by_status(status)]
 
 
 def _section(title: str, lines: list[str], intro: str = "") -> list[str]:
@@ -115,10 +121,10 @@ def _headline(result: WindowResult, approval: str) -> list[str]:
     counts = ", ".join(f"{n} {s}" for s, n in result.status_counts().items()) or "none"
     mode = " (dry run: nothing installed)" if result.dry_run else ""
     lines = [
-        f"# Linux patch window: {result.change_number}{mode}",
+        f"# Linux patch window: {markdown_text(result.change_number)}{mode}",
         "",
-        f"- flow run: `{result.flow_run}`",
-        f"- provider: `{result.provider}`",
+        f"- flow run: {code_span(result.flow_run)}",
+        f"- provider: {code_span(result.provider)}",
         f"- instances: {len(result.instances)} ({counts})",
         f"- error budget: {result.failures} failure(s) of {result.max_failures} allowed",
         f"- approval: {approval}",
@@ -136,17 +142,16 @@ def window_report_markdown(result: WindowResult) -> str:
     """The window's report: what happened, who decided what, what needs a person."""
     approvals = [d for d in result.decisions if d.kind == "approval"]
     approval = (
-        f"by {approvals[0].approver}" + (f" ({approvals[0].reason})" if approvals[0].reason else "")
+        f"by {markdown_text(approvals[0].approver)}"
+        + (f" ({markdown_text(approvals[0].reason)})" if approvals[0].reason else "")
         if approvals
         else "not asked (require_approval false, or a dry run)"
     )
-    failures = [
-        f"- `{i.instance_id}` {i.hostname} ({i.account_id} {i.region}; {i.status.value}): "
-        + "; ".join(i.reasons)
-        for i in result.instances
-        if i.status.spends_budget
+    failures = [outcome_line(i, i.status.value) for i in result.instances if i.status.spends_budget]
+    left_out = [
+        f"- {code_span(i.instance_id)} {markdown_text(i.name or '')}: {markdown_text(i.reason)}"
+        for i in result.left_out
     ]
-    left_out = [f"- `{i.instance_id}` {i.name or ''}: {i.reason}" for i in result.left_out]
     lines = _headline(result, approval)
     lines += _section("Decisions", [markdown_table(decision_rows(result))])
     lines += ["## Waves", "", markdown_table(wave_rows(result))]

@@ -570,6 +570,8 @@ def test_choose_in_ui_waits_for_a_person_and_refuses_a_kernel_outside_the_list(
     waiting = _log_line(flow_run_id, "waiting up to 120 s")
     assert f"cloudops resume {flow_run_id} --kernel" in waiting
     assert "press Resume" in waiting
+    # the run's page in the UI (the test harness sets PREFECT_UI_URL), not a path it lacks
+    assert f"/runs/flow-run/{flow_run_id} and press Resume" in waiting
     # An answer outside the group's list (or a hostile one) is refused by the form's schema,
     # and the run keeps waiting.
     for bad in ("4.18.0-553.99.1.el8_10", "4.18.0-553.45.1.el8_10$(reboot)"):

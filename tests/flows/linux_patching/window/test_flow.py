@@ -4,6 +4,7 @@ really rebooted through the agent's exit-194 protocol, and checked wave by wave.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter
@@ -162,15 +163,18 @@ def check_each_server_installed_and_rebooted_once(world: SsmWorld, fleet: Thirty
 
 
 def artifact(key: str) -> Any:
+    """The artifact's data; a table as its rows, each text cell as the UI shows it (cells are
+    escaped markdown: ``->`` is stored as ``-&gt;``)."""
     with get_client(sync_client=True) as client:
         found = [a for a in client.read_artifacts() if a.key == key]
     assert found, f"no artifact {key}"
     data = max(found, key=lambda a: a.created).data
-    return (
-        json.loads(data)
-        if isinstance(data, str) and key.endswith(("instances", "waves", "preflight"))
-        else data
-    )
+    if not (isinstance(data, str) and key.endswith(("instances", "waves", "preflight"))):
+        return data
+    return [
+        {k: html.unescape(v) if isinstance(v, str) else v for k, v in row.items()}
+        for row in json.loads(data)
+    ]
 
 
 def check_records_report_and_artifacts(fleet: Thirty, result: WindowResult) -> None:
