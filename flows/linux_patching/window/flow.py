@@ -72,7 +72,7 @@ from flows.linux_patching.window.result import FinalStatus, WindowResult
 from flows.linux_patching.window.resume import RecordedWindow
 from flows.linux_patching.window.waves import Wave, plan_waves
 from flows.store import Store
-from providers.base import Provider, Target
+from providers.base import Provider, ResultStatus, ScriptResult, Target
 
 
 class WindowHaltedError(RuntimeError):
@@ -270,6 +270,23 @@ def finish(ledger: WindowLedger, waves: Sequence[Wave]) -> WindowResult:
     if ledger.params.dry_run:
         for summary in ledger.waves:
             summary.state = "planned (dry run)"
+    elif left:
+        # Recorded like a wave, so a change's history names every instance. A retried run reads
+        # back only its preflight and wave-<n> steps (resume.py): this step never skips a wave.
+        unstarted = [t for wave in left for t in wave.targets]
+        ledger.run.record_step(
+            "not-started",
+            [
+                ScriptResult.without_running(
+                    t, ResultStatus.SKIPPED, "; ".join(ledger.outcomes[t.instance_id].reasons)
+                )
+                for t in unstarted
+            ],
+            {
+                t.instance_id: ledger.outcomes[t.instance_id].model_dump(mode="json")
+                for t in unstarted
+            },
+        )
     result = WindowResult(
         change_number=ledger.change,
         provider=ledger.run.provider.name,
