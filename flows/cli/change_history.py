@@ -199,7 +199,7 @@ def _apply(standing: InstanceStanding, run: RunRecord, execution: ExecutionRecor
         elif run.step == PrepStep.STAGE_KERNELS.value:
             standing.staged_kernel = read_staged_kernel(execution)
     elif run.workflow == WINDOW_WORKFLOW:
-        window = read_window(execution)
+        window = read_window(run.step, execution)
         if window is not None:
             standing.window = window
     elif run.workflow == POST_WORKFLOW and run.step == POST_STEP:

@@ -5,10 +5,16 @@ One small reader per workflow, each from an execution's status and its parsed pa
 - ``linux-qc-patching-prep``, step ``initial_qc``: the QC verdict of the parsed ``QcReport``
   (``passed`` / ``failed`` and its reasons), else what the status says (``unreachable``,
   ``not_applicable``, ``qc_error``); step ``stage_kernels``: the kernel staged there;
-- ``linux-qc-patching-window``, any step: the ``final_status`` its parsed payload records
-  (``patched``, ``already_patched``, ``refused_preflight``, ``install_failed``,
-  ``wrong_kernel``, ``reboot_timed_out``, ``post_failed``, ``not_started``), with its
-  ``reasons`` (or ``reason``) if any; a step without one says nothing final;
+- ``linux-qc-patching-window``, step ``preflight``: the parsed ``InstancePreflight``, final for
+  an instance it ``refused`` (``refused_preflight``, with its reasons) or found
+  ``already_patched``; one it found ``ready`` has nothing final yet. Steps ``wave-<n>`` (and
+  ``not-started``, the instances whose wave never started): the ``FinalStatus`` of the parsed
+  ``InstanceOutcome`` (``patched``, ``already_patched``, ``install_failed``, ``wrong_kernel``,
+  ``reboot_timed_out``, ``post_failed``, ``not_started``), its reasons and the kernel it ran
+  after (or before). A preflight or wave payload it cannot read is judged from the status
+  (``unreachable``, ``not_applicable``, ``unknown``). Steps ``wave-<n>-post`` hold each wave's
+  post checks, nothing final: one instance's list of executions reads them as post's
+  ``PostReport``;
 - ``linux-qc-patching-post``, step ``post_qc``: the parsed ``PostReport``'s pass or fail and
   its reasons, else what the status says.
 
@@ -19,6 +25,7 @@ error.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -29,18 +36,25 @@ from flows.linux_patching.post.parameters import POST_WORKFLOW
 from flows.linux_patching.post_check import PostReport
 from flows.linux_patching.prep_record import PREP_WORKFLOW, PrepStep, StagedInstance
 from flows.linux_patching.qc_report import QcReport
+from flows.linux_patching.window.parameters import WINDOW_WORKFLOW
+from flows.linux_patching.window.preflight import InstancePreflight, PreflightVerdict
+from flows.linux_patching.window.result import FinalStatus, InstanceOutcome
+from flows.linux_patching.window.resume import PREFLIGHT_STEP
 from flows.store import ExecutionRecord, RunRecord
 from providers.base import ResultStatus
 
-# The patch window (issue 13) is not on every branch: its name and field are the contract.
-WINDOW_WORKFLOW = "linux-qc-patching-window"
-FINAL_STATUS = "final_status"
-
-# The window's final statuses (issue 13): which are good news and which are not.
-WINDOW_GOOD = frozenset({"patched", "already_patched"})
+# The window's final statuses: which are good news, which need a person (not_started: neither).
+WINDOW_GOOD = frozenset({FinalStatus.PATCHED, FinalStatus.ALREADY_PATCHED})
 WINDOW_BAD = frozenset(
-    {"refused_preflight", "install_failed", "wrong_kernel", "reboot_timed_out", "post_failed"}
+    {
+        FinalStatus.REFUSED_PREFLIGHT,
+        FinalStatus.INSTALL_FAILED,
+        FinalStatus.WRONG_KERNEL,
+        FinalStatus.REBOOT_TIMED_OUT,
+        FinalStatus.POST_FAILED,
+    }
 )
+_WAVE = re.compile(r"wave-\d+")
 _UNREACHABLE = (ResultStatus.OFFLINE, ResultStatus.NOT_MANAGED)
 
 
@@ -109,33 +123,53 @@ def read_staged_kernel(execution: ExecutionRecord) -> str | None:
     return None
 
 
-def read_window(execution: ExecutionRecord) -> Verdict | None:
-    """The final status a patch window step recorded; None when the step records none."""
-    payload = execution.parsed or {}
-    status = payload.get(FINAL_STATUS)
-    if not isinstance(status, str) or not status.strip():
+def read_window(step: str, execution: ExecutionRecord) -> Verdict | None:
+    """The final status a patch window step recorded; None when the step records none (a
+    preflight that found the instance ready, a wave's post checks)."""
+    if step.endswith("-post"):
         return None
-    label = status.strip()
-    ok = True if label in WINDOW_GOOD else False if label in WINDOW_BAD else None
-    reasons = payload.get("reasons")
-    if isinstance(reasons, list):
-        said = [str(reason) for reason in reasons if reason]
-    else:
-        single = payload.get("reason") or execution.error
-        said = [str(single)] if single else []
-    kernel = payload.get("kernel_running") or payload.get("kernel")
+    if step == PREFLIGHT_STEP:
+        return _read_preflight(execution)
+    outcome, note = _parsed(execution, InstanceOutcome)
+    if not isinstance(outcome, InstanceOutcome):
+        # A wave's record is final whatever it holds; another step's is not judged.
+        return _from_status(execution, "unknown", note) if _WAVE.fullmatch(step) else None
+    status = outcome.status
+    reasons = list(outcome.reasons)
+    if status is FinalStatus.POST_FAILED:
+        reasons += [r for r in outcome.post_reasons if r not in reasons]
     return Verdict(
-        label=label,
-        ok=ok,
-        reasons=said,
+        label=status.value,
+        ok=_window_ok(status),
+        reasons=reasons,
         at=_when(execution),
-        kernel=str(kernel) if isinstance(kernel, str) else None,
-        note=(
-            None
-            if ok is not None or label == "not_started"
-            else "a status this release " "does not know"
-        ),
+        kernel=outcome.kernel_after or outcome.kernel_before,
     )
+
+
+def _read_preflight(execution: ExecutionRecord) -> Verdict | None:
+    """Final only for an instance the preflight refused or found already patched."""
+    check, note = _parsed(execution, InstancePreflight)
+    if not isinstance(check, InstancePreflight):
+        return _from_status(execution, "unknown", note)
+    if check.verdict is PreflightVerdict.READY:
+        return None
+    status = (
+        FinalStatus.REFUSED_PREFLIGHT
+        if check.verdict is PreflightVerdict.REFUSED
+        else FinalStatus.ALREADY_PATCHED
+    )
+    return Verdict(
+        label=status.value,
+        ok=_window_ok(status),
+        reasons=list(check.reasons),
+        at=_when(execution),
+        kernel=check.facts.kernel_running if check.facts else None,
+    )
+
+
+def _window_ok(status: FinalStatus) -> bool | None:
+    return True if status in WINDOW_GOOD else False if status in WINDOW_BAD else None
 
 
 def read_post(execution: ExecutionRecord) -> Verdict:
@@ -168,9 +202,12 @@ def verdict_of(run: RunRecord, execution: ExecutionRecord) -> Verdict:
         if staged is not None:
             return Verdict(label=f"staged {staged}", ok=True, at=_when(execution))
     if run.workflow == WINDOW_WORKFLOW:
-        window = read_window(execution)
+        window = read_window(run.step, execution)
         if window is not None:
             return window
-    if run.workflow == POST_WORKFLOW and run.step == POST_STEP:
+    # A wave's post checks are recorded as the post flow records its own.
+    if (run.workflow == POST_WORKFLOW and run.step == POST_STEP) or (
+        run.workflow == WINDOW_WORKFLOW and run.step.endswith("-post")
+    ):
         return read_post(execution)
     return read_any(execution)

@@ -1,8 +1,8 @@
 """Builders of a change's records, written through the store the way the flows write them:
 ``WorkflowRun.record_step`` with each instance's result and parsed payload, decisions through
-``record_decision``. The patch window's records follow its contract (workflow
-``linux-qc-patching-window``, steps ``preflight`` and ``wave-<n>``, a ``final_status`` in each
-instance's parsed payload); the window flow itself is not needed to write them."""
+``record_decision``. The patch window's payloads are its own models, dumped as it dumps them:
+an ``InstancePreflight`` per instance in step ``preflight``, an ``InstanceOutcome`` in steps
+``wave-<n>`` and ``not-started``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from flows.common.runs import WorkflowRun
 from flows.linux_patching.post_check import PostReport
 from flows.linux_patching.prep_record import StagedInstance
 from flows.linux_patching.qc_report import QcReport
+from flows.linux_patching.window.preflight import (
+    InstancePreflight,
+    PreflightFacts,
+    PreflightVerdict,
+)
+from flows.linux_patching.window.result import FinalStatus, InstanceOutcome
 from flows.store import Store
 from providers.base import Platform, ResultStatus, ScriptResult, Target
 from providers.local import LocalProvider
@@ -25,6 +31,7 @@ ACCOUNT = "111111111111"
 REGION = "us-east-1"
 KERNEL_BEFORE = "4.18.0-553.5.1.el8_10.x86_64"
 STAGED = "4.18.0-553.45.1.el8_10"
+GROUP = "RHEL8.10 - Kernel 4.18.0-553"
 
 
 def instance(n: int) -> str:
@@ -91,6 +98,54 @@ def post(passed: bool, host: str, kernel: str, *reasons: str) -> dict[str, Any]:
     return report.model_dump(mode="json")
 
 
+def checked(
+    n: int,
+    verdict: PreflightVerdict,
+    *reasons: str,
+    status: ResultStatus = ResultStatus.SUCCESS,
+) -> dict[str, Any]:
+    """web-<n> after the window's preflight; what its script found only when it ran."""
+    facts = PreflightFacts(
+        hostname=f"web-{n:02d}",
+        kernel_running=KERNEL_BEFORE,
+        patchme="present",
+        patchme_kernel=STAGED,
+    )
+    check = InstancePreflight(
+        instance_id=instance(n),
+        account_id=ACCOUNT,
+        region=REGION,
+        name=f"web-{n:02d}",
+        group=GROUP,
+        staged_kernel=STAGED,
+        verdict=verdict,
+        status=status,
+        reasons=list(reasons),
+        facts=facts if status is ResultStatus.SUCCESS else None,
+    )
+    return check.model_dump(mode="json")
+
+
+def outcome(
+    n: int, status: FinalStatus, *reasons: str, kernel_after: str | None = None
+) -> dict[str, Any]:
+    """web-<n>'s final status in the window, as its wave (wave 1) records it."""
+    final = InstanceOutcome(
+        instance_id=instance(n),
+        account_id=ACCOUNT,
+        region=REGION,
+        hostname=f"web-{n:02d}",
+        group=GROUP,
+        wave=1,
+        status=status,
+        reasons=list(reasons),
+        target=STAGED,
+        kernel_before=KERNEL_BEFORE,
+        kernel_after=kernel_after,
+    )
+    return final.model_dump(mode="json")
+
+
 @dataclass
 class ChangeRecords:
     """One change's runs, each written as its flow writes it."""
@@ -129,7 +184,7 @@ class ChangeRecords:
         staged = {
             instance(n): StagedInstance(
                 instance_id=instance(n),
-                group="RHEL8.10 - Kernel 4.18.0-553",
+                group=GROUP,
                 kernel=STAGED,
                 status=ResultStatus.SUCCESS,
                 staged_kernel=STAGED,
@@ -138,13 +193,19 @@ class ChangeRecords:
         }
         run.record_step("stage_kernels", [result(n) for n in numbers], staged)
 
-    def window(self, label: str, steps: dict[str, dict[int, dict[str, Any]]]) -> WorkflowRun:
-        """A patch window: per step (``preflight``, ``wave-1``...) each instance's payload."""
+    def window(
+        self,
+        label: str,
+        steps: dict[str, dict[int, dict[str, Any]]],
+        unreached: dict[int, ResultStatus] | None = None,
+    ) -> WorkflowRun:
+        """A patch window: per step (``preflight``, ``wave-1``...) each instance's payload; its
+        command's status is ``unreached`` for those named there, else success."""
         run = self.run("linux-qc-patching-window", label)
         for step, payloads in steps.items():
             run.record_step(
                 step,
-                [result(n) for n in payloads],
+                [result(n, (unreached or {}).get(n, ResultStatus.SUCCESS)) for n in payloads],
                 {instance(n): payload for n, payload in payloads.items()},
             )
         return run
@@ -202,16 +263,28 @@ def through_prep_window_and_post(store: Store) -> ChangeRecords:
     )
     second = records.prep("prep-second", {2: qc(True, "web-02")})
     records.stage(second, 1, 2, 3)
+    ready = PreflightVerdict.READY
     window = records.window(
         "window",
         {
-            "preflight": {4: {"final_status": "refused_preflight", "reasons": ["agent offline"]}},
+            "preflight": {
+                1: checked(1, ready),
+                2: checked(2, ready),
+                3: checked(3, ready),
+                4: checked(
+                    4,
+                    PreflightVerdict.REFUSED,
+                    "not reachable: agent offline",
+                    status=ResultStatus.OFFLINE,
+                ),
+            },
             "wave-1": {
-                1: {"final_status": "patched", "kernel_running": STAGED + ".x86_64"},
-                2: {"final_status": "install_failed", "reason": "dnf: no space left on /boot"},
-                3: {"final_status": "patched"},
+                1: outcome(1, FinalStatus.PATCHED, kernel_after=STAGED + ".x86_64"),
+                2: outcome(2, FinalStatus.INSTALL_FAILED, "dnf: no space left on /boot"),
+                3: outcome(3, FinalStatus.PATCHED, kernel_after=STAGED + ".x86_64"),
             },
         },
+        unreached={4: ResultStatus.OFFLINE},
     )
     records.decide(window, "approval", "approved", "Jane Doe", "window opened on time")
     records.decide(window, "halt", "continue", "Raj Patel", "one install failure, budget is 2")

@@ -3,6 +3,8 @@ patch window and post, read from records written as the flows write them."""
 
 from __future__ import annotations
 
+from flows.linux_patching.window.preflight import PreflightVerdict
+from flows.linux_patching.window.result import FinalStatus
 from flows.store import Store
 from providers.base import ResultStatus
 from tests.flows.cli.change_records import (
@@ -10,7 +12,9 @@ from tests.flows.cli.change_records import (
     STAGED,
     ChangeRecords,
     change,
+    checked,
     instance,
+    outcome,
     qc,
     through_prep_window_and_post,
 )
@@ -90,9 +94,10 @@ def test_one_instance_history_lists_its_executions(cloudops: Cloudops, store: St
     assert shown.exit_code == 0, shown.output
     executions = shown.stdout.split("Executions on", 1)[1]
     lines = [ln for ln in executions.splitlines() if "linux-qc-patching" in ln]
-    assert len(lines) == 4  # prep twice, staging, wave 1
+    assert len(lines) == 5  # prep twice, staging, the window's preflight and wave 1
     assert "failed: CrowdStrike is not running" in lines[0]
-    assert "install_failed: dnf: no space left on /boot" in lines[3]
+    assert "preflight" in lines[3] and "success" in lines[3]  # ready: nothing final yet
+    assert "install_failed: dnf: no space left on /boot" in lines[4]
     assert instance(1) not in shown.stdout
     unknown = cloudops("history", CHANGE, "--instance", "i-0ffffffffffffffff")
     assert unknown.exit_code == 1
@@ -105,7 +110,16 @@ def test_payloads_it_does_not_know_are_judged_from_the_status(
     store.save_change(change(1, 2, 3))
     records = ChangeRecords(store)
     records.prep("prep", {1: {"hostname_v9": "web-01", "passed": "maybe"}, 2: qc(True, "web-02")})
-    records.window("window", {"wave-1": {1: {"final_status": "rolled_back"}, 2: {"other": 1}}})
+    rolled_back = {**outcome(1, FinalStatus.PATCHED), "status": "rolled_back"}
+    records.window(
+        "window",
+        {
+            "preflight": {2: checked(2, PreflightVerdict.READY), 3: {"verdict": "maybe"}},
+            "wave-1": {1: rolled_back},
+            "rollback": {2: {"from": "a later release"}},
+        },
+        unreached={3: ResultStatus.OFFLINE},
+    )
     records.post("post", {1: {"shape": "from a later release"}, 2: ResultStatus.FAILED})
 
     shown = cloudops("history", CHANGE, "--instance", instance(1))
@@ -113,9 +127,12 @@ def test_payloads_it_does_not_know_are_judged_from_the_status(
 
     assert shown.exit_code == 0, shown.output
     assert "qc_error" in shown.stdout and "does not read" in shown.stdout
-    assert "rolled_back" in shown.stdout and "does not know" in shown.stdout
-    assert row_of(table.stdout, instance(2))[6] == ""  # a wave payload without final_status
+    [wave] = [ln for ln in shown.stdout.splitlines() if "wave-1" in ln]
+    assert "unknown" in wave and "does not read" in wave and "rolled_back" not in wave
+    assert row_of(table.stdout, instance(1))[6] == "unknown"
+    assert row_of(table.stdout, instance(2))[6] == ""  # ready, then a step it does not know
     assert row_of(table.stdout, instance(2))[7] == "check_error"
+    assert row_of(table.stdout, instance(3))[6] == "unreachable"  # judged from its status
 
 
 def test_text_from_servers_cannot_restyle_or_rewrite_the_terminal(
