@@ -41,8 +41,10 @@ from prefect import flow, get_run_logger
 
 from blocks import ProviderBlock, load_provider
 from flows.common.events import FailureKind
+from flows.common.naming import final_state, run_namer, run_title
 from flows.common.reporting import artifact_key, utc_stamp
 from flows.common.runs import RunReport, Table, WorkflowRun
+from flows.common.text import markdown_text
 from flows.linux_patching.post_check import Agent
 from flows.linux_patching.prep_record import load_prep_records
 from flows.linux_patching.window.budget import ErrorBudget
@@ -64,6 +66,7 @@ from flows.linux_patching.window.patching import patch_wave, preflight
 from flows.linux_patching.window.report import (
     decision_rows,
     instance_rows,
+    outcome_line,
     preflight_rows,
     wave_rows,
     window_report_markdown,
@@ -163,7 +166,7 @@ def plan_summary(ledger: WindowLedger, waves: Sequence[Wave]) -> str:
     """What a person approves: the preflight verdicts and the waves."""
     counts = ", ".join(f"{n} {s}" for s, n in ledger.counts().items()) or "none settled"
     lines = [
-        f"### Patch window for change {ledger.change}",
+        f"### Patch window for change {markdown_text(ledger.change)}",
         "",
         f"Preflight: {len(ledger.targets)} instance(s); {counts}.",
         f"Error budget: at most {ledger.budget.allowed} failure(s) over the whole change "
@@ -172,14 +175,7 @@ def plan_summary(ledger: WindowLedger, waves: Sequence[Wave]) -> str:
     ]
     lines += [f"- {w.step} ({w.kind.value}): {len(w.targets)} instance(s)" for w in waves]
     refused = [o for o in ledger.outcomes.values() if o.reasons]
-    lines += [
-        "",
-        *[
-            f"- refused `{o.instance_id}` {o.hostname} ({o.account_id} {o.region}): "
-            + "; ".join(o.reasons)
-            for o in refused
-        ],
-    ]
+    lines += ["", *[outcome_line(o, "refused") for o in refused]]
     return "\n".join(lines)
 
 
@@ -242,16 +238,12 @@ def halt_summary(ledger: WindowLedger, spent: str) -> str:
     """What a person reads before deciding: what failed and why."""
     failed = [o for o in ledger.outcomes.values() if o.status.spends_budget]
     lines = [
-        f"### Patch window {ledger.change} halted: error budget spent",
+        f"### Patch window {markdown_text(ledger.change)} halted: error budget spent",
         "",
         f"{spent}. Choose **continue** to start the next wave anyway, or **abort** to start "
         "no further wave.",
         "",
-        *[
-            f"- `{o.instance_id}` {o.hostname} ({o.account_id} {o.region}; {o.status.value}, "
-            f"wave {o.wave}): " + "; ".join(o.reasons)
-            for o in failed
-        ],
+        *[outcome_line(o, o.status.value, f"wave {o.wave}") for o in failed],
     ]
     return "\n".join(lines)
 
@@ -350,12 +342,25 @@ def publish(ledger: WindowLedger, result: WindowResult) -> Path:
     )
 
 
+def end_state(result: WindowResult) -> WindowResult:
+    """The run's final state: ``Needs attention`` when any instance is not patched for a reason
+    a person must look at (a failure, a refusal at preflight, a wave never started), else
+    ``Completed``; the counts are its message."""
+    settled = {FinalStatus.PATCHED, FinalStatus.ALREADY_PATCHED}
+    needs_person = any(i.status not in settled for i in result.instances)
+    counts = ", ".join(f"{n} {s}" for s, n in result.status_counts().items()) or "no instances"
+    if result.dry_run:
+        counts = f"dry run: {counts}"
+    # Prefect takes the returned state as the run's final state and its data as the result.
+    return final_state(result, counts, needs_person and not result.dry_run)
+
+
 # --- The flow ----------------------------------------------------------------------------------
 
 
 @flow(
     name=WINDOW_WORKFLOW,
-    flow_run_name="window {change_number}",
+    flow_run_name=run_namer(lambda p: run_title("window", p.get("change_number"))),
     log_prints=False,
     persist_result=True,
 )
@@ -436,7 +441,7 @@ def linux_qc_patching_window(
     # 3. Preflight, and the waves it leaves (a dry run stops here)
     waves = check_and_plan(ledger)
     if params.dry_run:
-        return finish(ledger, waves)
+        return end_state(finish(ledger, waves))
 
     # 4. Approval
     if params.require_approval and waves:
@@ -451,4 +456,4 @@ def linux_qc_patching_window(
             break
 
     # 6. Report
-    return finish(ledger, waves)
+    return end_state(finish(ledger, waves))
