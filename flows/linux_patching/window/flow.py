@@ -23,8 +23,9 @@ The runbook, in the order this file follows:
 6. Report: per instance a final status (``patched``, ``already_patched``, ``refused_preflight``,
    ``install_failed``, ``wrong_kernel``, ``reboot_timed_out``, ``post_failed``,
    ``not_started``), per wave and preflight tables, the decisions, a markdown report file, the
-   store records (steps ``preflight``, ``wave-1``...), and the events
-   ``cloudops.window.halted`` (budget spent) and ``cloudops.window.failed``.
+   store records (steps ``preflight``, ``wave-1``..., ``wave-1-post``..., ``not-started``), the
+   events ``cloudops.window.halted`` (budget spent) and ``cloudops.window.failed``, and the
+   final state: ``Completed``, or ``Needs attention`` when any instance is not patched.
 
 A retried flow run (its worker died) picks up where it was: same preflight, same waves, the
 commands already sent re-attached to, never sent twice; instances with a recorded final status
@@ -72,7 +73,7 @@ from flows.linux_patching.window.report import (
     window_report_markdown,
 )
 from flows.linux_patching.window.result import FinalStatus, WindowResult
-from flows.linux_patching.window.resume import RecordedWindow
+from flows.linux_patching.window.resume import NOT_STARTED_STEP, RecordedWindow
 from flows.linux_patching.window.waves import Wave, plan_waves
 from flows.store import Store
 from providers.base import Provider, ResultStatus, ScriptResult, Target
@@ -267,7 +268,7 @@ def finish(ledger: WindowLedger, waves: Sequence[Wave]) -> WindowResult:
         # back only its preflight and wave-<n> steps (resume.py): this step never skips a wave.
         unstarted = [t for wave in left for t in wave.targets]
         ledger.run.record_step(
-            "not-started",
+            NOT_STARTED_STEP,
             [
                 ScriptResult.without_running(
                     t, ResultStatus.SKIPPED, "; ".join(ledger.outcomes[t.instance_id].reasons)

@@ -9,6 +9,7 @@ the same instances: its install command is re-attached to, never sent twice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -22,7 +23,12 @@ from flows.linux_patching.window.result import InstanceOutcome
 from flows.store import RunRecord
 from flows.store.store import RUNNING
 
+# The window's steps in the store: "preflight", "wave-<n>" (each wave's install and reboot),
+# "wave-<n>-post" (its post checks) and "not-started" (the instances of waves that never
+# started). A retried run reads back the first two only.
 PREFLIGHT_STEP = "preflight"
+NOT_STARTED_STEP = "not-started"
+_WAVE_STEP = re.compile(r"wave-\d+")
 
 Recorded = TypeVar("Recorded", InstancePreflight, InstanceOutcome)
 
@@ -60,7 +66,7 @@ class RecordedWindow:
             preflight = _parsed(run, finished[PREFLIGHT_STEP], InstancePreflight)
         waves: dict[str, RecordedWave] = {}
         for step, record in finished.items():
-            if not step.startswith("wave-") or step.endswith("-post"):
+            if not _WAVE_STEP.fullmatch(step):
                 continue
             outcomes = _parsed(run, record, InstanceOutcome)
             if outcomes is not None:

@@ -1,11 +1,13 @@
 """The waves of a patch window: a canary of each kernel group, then waves of ``wave_size``.
 
 Order is stable, so a retried run plans exactly the same waves (and so re-attaches to the
-commands it already sent): instances are dealt round-robin over their (account, region) places,
-places in sorted order, instances of a place by id. Each wave thus spreads over accounts and
-regions instead of taking one account first. The canary takes the first ``canary_per_group``
-instances of every kernel group in that order, so each distinct kernel is proven once before
-the rest of the fleet gets it.
+commands it already sent). Instances are spread over their (account, region) places in
+proportion: the k-th of a place's n instances sits at (k + 1/2) / n of the order, places in
+sorted order, instances of a place by id. Every wave thus takes its share of each place, and a
+small place is not used up in the first waves while the last ones all land in one account. The
+canary takes the first ``canary_per_group`` instances of every kernel group in that order, so
+each distinct kernel is proven once before the rest of the fleet gets it; the rest is spread
+again, so the canary leaves no hole in the waves after it.
 """
 
 from __future__ import annotations
@@ -38,15 +40,18 @@ class Wave(BaseModel):
 
 
 def spread(targets: Sequence[Target]) -> list[Target]:
-    """``targets`` dealt round-robin over their (account, region) places, in a stable order."""
+    """``targets`` interleaved over their (account, region) places in proportion to each
+    place's size, in a stable order: any stretch of the result holds about its share of every
+    place."""
     places: dict[tuple[str, str], list[Target]] = defaultdict(list)
     for target in sorted(targets, key=lambda t: (t.account_id, t.region, t.instance_id)):
         places[(target.account_id, target.region)].append(target)
-    queues = [places[key] for key in sorted(places)]
-    dealt: list[Target] = []
-    for turn in range(max((len(q) for q in queues), default=0)):
-        dealt.extend(queue[turn] for queue in queues if turn < len(queue))
-    return dealt
+    keyed = [
+        ((k + 0.5) / len(places[place]), index, target)
+        for index, place in enumerate(sorted(places))
+        for k, target in enumerate(places[place])
+    ]
+    return [target for _, _, target in sorted(keyed, key=lambda item: (item[0], item[1]))]
 
 
 def plan_waves(
@@ -68,7 +73,7 @@ def plan_waves(
                 taken[group] += 1
                 canary.append(target)
     in_canary = {t.instance_id for t in canary}
-    rest = [t for t in ordered if t.instance_id not in in_canary]
+    rest = spread([t for t in ordered if t.instance_id not in in_canary])
     waves: list[Wave] = []
     if canary:
         waves.append(Wave(number=1, kind=WaveKind.CANARY, targets=canary))

@@ -140,12 +140,20 @@ def check_the_waves(fleet: Thirty, result: WindowResult) -> None:
     ]
     canary = [fleet.by_id(i) for i in result.waves[0].instance_ids]
     assert sorted(s.distro.value for s in canary) == ["al2023", "rhel", "ubuntu"]
-    for wave in result.waves[1:4]:
-        places = {
-            (fleet.by_id(i).instance.account_id, fleet.by_id(i).instance.region)
-            for i in wave.instance_ids
-        }
-        assert len(places) == 4, "each wave spreads over every account and region"
+
+    # Each wave takes its share of every place: a place with at least one instance per wave
+    # left after the canary is in every wave (which places those are depends on the canary,
+    # the first of each kernel group in instance id order, and ids are random).
+    def place(instance_id: str) -> tuple[str, str]:
+        server = fleet.by_id(instance_id)
+        return server.instance.account_id, server.instance.region
+
+    later = result.waves[1:]
+    left = Counter(place(i) for wave in later for i in wave.instance_ids)
+    in_every_wave = {p for p, n in left.items() if n >= len(later)}
+    assert len(in_every_wave) >= 2
+    for wave in later:
+        assert in_every_wave <= {place(i) for i in wave.instance_ids}, wave.number
     assert all(w.state == "done" and w.started_at and w.ended_at for w in result.waves)
 
 

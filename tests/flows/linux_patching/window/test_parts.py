@@ -4,6 +4,7 @@ on what the preflight and install scripts print."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -84,6 +85,23 @@ def test_waves_spread_over_places_and_plan_the_same_whatever_the_order_given() -
     dealt = spread(targets)
     assert [t.account_id for t in dealt[:3]] == ["111111111111", "222222222222", "333333333333"]
     assert [w.step for w in waves] == ["wave-1", "wave-2", "wave-3", "wave-4"]
+
+
+def test_each_wave_takes_its_share_of_every_place_small_places_included() -> None:
+    sizes = {"1": 8, "2": 4, "3": 2}  # instances per account
+    targets = [
+        Target(instance_id=f"i-{account}{n:016x}", account_id=account * 12, region="us-east-1")
+        for account, count in sizes.items()
+        for n in range(count)
+    ]
+
+    waves = plan_waves(targets, {}, canary_per_group=0, wave_size=parse_share("w", "50%", least=1))
+
+    # Dealt one by one, the small account would be used up in wave 1 and wave 2 would be all
+    # account 1; in proportion, each half of the change holds half of every account.
+    for wave in waves:
+        counts = Counter(t.account_id[0] for t in wave.targets)
+        assert counts == {"1": 4, "2": 2, "3": 1}
 
 
 def test_without_a_canary_the_waves_start_at_once() -> None:
