@@ -53,7 +53,9 @@ class PreflightFacts(BaseModel):
     hostname: str | None = None
     kernel_running: str | None = None
     boot_id: str | None = None
-    patchme: str = Field(default="unknown", description="present, missing or unreadable")
+    patchme: str = Field(
+        default="unknown", description="present, missing, unreadable or a symbolic link"
+    )
     patchme_kernel: str | None = None
     pkg_manager: str | None = None
     target_installed: str = "unknown"

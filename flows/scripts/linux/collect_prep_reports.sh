@@ -1,6 +1,7 @@
 #!/bin/bash
 # Prints what the prep flow left on this server for a change, for its final report: the QC
-# report ($WORKDIR/$CHANGE_NUMBER/qc_report.txt) and the staged patchme.sh. Read-only.
+# report ($WORKDIR/$CHANGE_NUMBER/qc_report.txt) and the staged patchme.sh (one staged by prep
+# up to the window_install.sh body it carries, then that body's size and sha256). Read-only.
 #
 # Each file is printed between its own markers, which the flow's parser looks for:
 #   ----- BEGIN CLOUDOPS FILE qc_report.txt -----
@@ -55,17 +56,35 @@ for name in qc_report.txt patchme.sh; do
     fi
 done
 
+# The line after which a patchme.sh staged by prep holds the body of linux/window_install.sh:
+# the same on every server, so only its size and digest are printed, not its text.
+staged_body_line="# The rest is linux/window_install.sh of CloudOps flows (its own comments say how it works)."
+
+# The text of file $1 as the report shows it: a staged patchme.sh up to its body, then one line
+# naming the body; any other file whole.
+file_text() {
+    local path="$1" body_bytes digest
+    if [ "${path##*/}" != patchme.sh ] || ! grep -qxF -- "$staged_body_line" "$path"; then
+        cat -- "$path"
+        return
+    fi
+    awk -v line="$staged_body_line" '{ print } $0 == line { exit }' "$path"
+    body_bytes="$(awk -v line="$staged_body_line" 'after { print } $0 == line { after = 1 }' "$path" | wc -c | tr -d ' ')"
+    digest="$(awk -v line="$staged_body_line" 'after { print } $0 == line { after = 1 }' "$path" | sha256sum | cut -c 1-64)"
+    echo "# (body not shown: $body_bytes bytes, sha256 $digest)"
+}
+
 print_file() {
     local name="$1" path="$change_dir/$1" size
     if [ ! -f "$path" ] || [ ! -r "$path" ]; then
         echo "----- CLOUDOPS FILE $name MISSING -----"
         return
     fi
-    size="$(wc -c <"$path" | tr -d ' ')"
+    size="$(file_text "$path" | wc -c | tr -d ' ')"
     echo "----- BEGIN CLOUDOPS FILE $name -----"
-    head -c "$max_bytes" "$path"
+    file_text "$path" | head -c "$max_bytes"
     # The END marker must start its own line even when the file does not end in a newline.
-    if [ "$size" -gt 0 ] && [ -n "$(head -c "$max_bytes" "$path" | tail -c 1 | tr -d '\n')" ]; then
+    if [ "$size" -gt 0 ] && [ -n "$(file_text "$path" | head -c "$max_bytes" | tail -c 1 | tr -d '\n')" ]; then
         echo
     fi
     if [ "$size" -gt "$max_bytes" ]; then

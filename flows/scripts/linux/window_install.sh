@@ -39,6 +39,7 @@
 # run this script for real in a sandbox.
 set -u
 
+# cloudops-include: change_folder.sh
 root="${CLOUDOPS_ROOT:-}"
 change="${CHANGE_NUMBER:-}"
 workdir="${WORKDIR:-/root}"
@@ -114,6 +115,19 @@ change_dir="$root$workdir/$change"
 patchme="$change_dir/patchme.sh"
 state_dir="$change_dir/window"
 
+# --- The change folder: root's alone (lib/change_folder.sh) --------------------------------
+# This script runs as root and writes in <workdir>/<CHANGE>/window: a folder on the way that
+# another user could swap or write into would let them choose what root writes or installs.
+folder_problem="$(cloudops_folder_to_read "$root" "$workdir" "$change")" ||
+    finish refused 2 "$folder_problem: nothing installed"
+if [ -L "$patchme" ]; then
+    finish refused 2 "$workdir/$change/patchme.sh is a symbolic link: stage the kernel again with the prep flow; nothing installed"
+fi
+if [ -e "$state_dir" ] || [ -L "$state_dir" ]; then
+    folder_problem="$(cloudops_own_folder_problem "$state_dir" "the folder $workdir/$change/window")" ||
+        finish refused 2 "$folder_problem: nothing installed"
+fi
+
 # --- The target: patchme.sh's newkernel line ---------------------------------------------
 [ -r "$patchme" ] ||
     finish refused 2 "no patchme.sh at $workdir/$change/patchme.sh: stage the kernel with the prep flow first"
@@ -175,8 +189,13 @@ else
     finish install_failed 1 "no dnf, yum or apt-get on this server: kernel $target not installed, not rebooting"
 fi
 
-mkdir -p "$state_dir" 2>/dev/null ||
-    finish install_failed 1 "could not create $workdir/$change/window to record the reboot: nothing installed, not rebooting"
+if [ ! -d "$state_dir" ]; then
+    mkdir -m 700 -- "$state_dir" 2>/dev/null ||
+        finish install_failed 1 "could not create $workdir/$change/window to record the reboot: nothing installed, not rebooting"
+    # Checked again once it exists: nobody may have slipped a link in between.
+    folder_problem="$(cloudops_own_folder_problem "$state_dir" "the folder $workdir/$change/window")" ||
+        finish refused 2 "$folder_problem: nothing installed"
+fi
 install_log="$state_dir/install.log"
 echo "Installing kernel $target for change $change with $pkg_manager (running $running)."
 if ! "${install[@]}" >"$install_log" 2>&1; then

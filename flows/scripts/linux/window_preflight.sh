@@ -84,7 +84,10 @@ echo "(Current running kernel version): ${running:-unknown}"
 change_dir="$root$workdir/$change"
 patchme="$change_dir/patchme.sh"
 target=""
-if [ ! -e "$patchme" ]; then
+if [ -L "$patchme" ]; then
+    # Not what prep wrote: the install refuses a linked patchme.sh, so the preflight does too.
+    summary PATCHME "a symbolic link"
+elif [ ! -e "$patchme" ]; then
     summary PATCHME missing
 elif [ ! -r "$patchme" ]; then
     summary PATCHME unreadable

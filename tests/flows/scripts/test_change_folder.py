@@ -19,7 +19,7 @@ import pytest
 from flows.common.remote_scripts import load_script
 from tests.flows.scripts.fake_linux_hosts import LinuxSandbox
 from tests.flows.scripts.test_qc_script import PATCHER, serve
-from tests.flows.scripts.test_sft_scripts import TOKEN, FakeHost
+from tests.flows.scripts.test_sft_scripts import TOKEN, TOKEN_FILE_CONTENT, FakeHost
 
 CHANGE = "CHG0012345"
 SHARED = "/var/tmp/cloudops"  # the work directory an old message of ours suggested
@@ -35,6 +35,7 @@ def run(host: LinuxSandbox, script: str, workdir: str = "/root") -> subprocess.C
         params["PATCHER_URL"] = PATCHER_URL
     if script == "linux/stage_kernel.sh":
         params["NEW_KERNEL"] = "4.18.0-553.45.1.el8_10"
+        params["PATCHME_BODY"] = load_script("linux/window_install.sh")
     return host.run(script, params)
 
 
@@ -176,14 +177,14 @@ def test_the_agent_scripts_refuse_a_token_or_config_folder_that_is_a_link(
 ) -> None:
     host = FakeHost(tmp_path / "host", "rhel")
     if script.endswith("reset.sh"):
-        assert host.run("linux/sft_install.sh", {"SFT_ENROLLMENT_TOKEN": TOKEN}).returncode == 0
+        assert host.run("linux/sft_install.sh", {TOKEN_FILE_CONTENT: TOKEN}).returncode == 0
         host.file(folder).rename(host.file(folder + ".real"))
     elsewhere = host.file("/tmp/collected")
     elsewhere.mkdir(parents=True)
     host.file(folder).parent.mkdir(parents=True, exist_ok=True)
     host.file(folder).symlink_to(elsewhere)
 
-    result = host.run(script, {"SFT_ENROLLMENT_TOKEN": TOKEN})
+    result = host.run(script, {TOKEN_FILE_CONTENT: TOKEN})
 
     assert result.returncode == 2
     assert f"{folder} is a symbolic link" in result.stderr

@@ -3,6 +3,7 @@ agent's reboot protocol, one reboot per change) and linux/window_preflight.sh (r
 
 from __future__ import annotations
 
+import stat
 import subprocess
 
 from flows.linux_patching.window.install import install_script, parse_install
@@ -100,3 +101,63 @@ def test_the_preflight_reads_facts_and_changes_nothing(rhel_host: LinuxSandbox) 
     assert facts.pkg_lock == "free"  # a stale pid file is no lock
     assert facts.falcon_kernel_check == "absent"
     assert rhel_host.files() - {"calls.log"} == before  # the fakes' own log of their calls
+
+
+# --- The change folder (issue 14, item 10: root must not write through another user's link) --
+
+
+def test_a_link_planted_as_the_window_folder_is_refused_and_nothing_installed(
+    rhel_host: LinuxSandbox,
+) -> None:
+    patchme(rhel_host, f'newkernel="{TARGET}"')
+    rhel_host.server_path(f"/root/{CHANGE}").chmod(0o700)
+    elsewhere = rhel_host.server_path("/etc/cron.d")
+    elsewhere.mkdir(parents=True)
+    rhel_host.server_path(f"/root/{CHANGE}/window").symlink_to(elsewhere)
+
+    result = install(rhel_host, [TARGET])
+
+    assert result.returncode == 2
+    assert f"the folder /root/{CHANGE}/window is a symbolic link" in result.stderr
+    assert parse_install(result.stdout).state == "refused"
+    assert installs(rhel_host) == [] and list(elsewhere.iterdir()) == []
+
+
+def test_a_change_folder_every_user_may_write_is_refused_and_nothing_installed(
+    rhel_host: LinuxSandbox,
+) -> None:
+    patchme(rhel_host, f'newkernel="{TARGET}"')
+    rhel_host.server_path(f"/root/{CHANGE}").chmod(0o777)
+
+    result = install(rhel_host, [TARGET])
+
+    assert result.returncode == 2
+    assert f"the change folder /root/{CHANGE} is writable by every user" in result.stderr
+    assert installs(rhel_host) == []
+
+
+def test_the_window_folder_is_made_private(rhel_host: LinuxSandbox) -> None:
+    patchme(rhel_host, f'newkernel="{TARGET}"')
+    rhel_host.server_path(f"/root/{CHANGE}").chmod(0o700)
+
+    result = install(rhel_host, [TARGET])
+
+    assert result.returncode != 2, result.stderr  # past the folder checks, to the install
+    window = rhel_host.server_path(f"/root/{CHANGE}/window")
+    assert stat.S_IMODE(window.stat().st_mode) == 0o700
+
+
+def test_the_preflight_names_a_linked_patchme_and_reads_nothing_through_it(
+    rhel_host: LinuxSandbox,
+) -> None:
+    planted = rhel_host.write("/home/someone/patchme.sh", f'newkernel="{TARGET}"\n')
+    rhel_host.server_path(f"/root/{CHANGE}").mkdir(parents=True, mode=0o700)
+    rhel_host.server_path(f"/root/{CHANGE}/patchme.sh").symlink_to(planted)
+
+    result = rhel_host.run(
+        "linux/window_preflight.sh", {}, script_text=preflight_script(CHANGE, "/root")
+    )
+
+    facts = parse_preflight(result.stdout)
+    assert facts is not None
+    assert (facts.patchme, facts.patchme_kernel) == ("a symbolic link", None)
