@@ -207,7 +207,9 @@ class WorkflowRun:
             len(sent),
         )
         results = [
-            r for r in collect_sent(self.provider, sent, step=step) if r.instance_id in wanted
+            r
+            for r in collect_sent(self.provider, sent, step=step, progress_key=progress_key)
+            if r.instance_id in wanted
         ]
         reached = {r.instance_id for r in results}
         rest = [t for t in targets if t.instance_id not in reached]

@@ -51,8 +51,10 @@ def run_key(ledger: WindowLedger, step: str) -> str:
     return f"{ledger.run.flow_run_id}/{step}"
 
 
-def _progress_key(ledger: WindowLedger, name: str) -> str:
-    return artifact_key("linux-qc-window", ledger.change, name)
+def step_progress_key(ledger: WindowLedger) -> str:
+    """One progress card for the step at work (preflight, a wave, its post checks), restarted
+    by each step; the window's own card counts instances with a final status."""
+    return artifact_key("linux-qc-window", ledger.change, "step-progress")
 
 
 # --- Preflight ---------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ def preflight(ledger: WindowLedger) -> dict[str, InstancePreflight]:
         reach.reachable,
         request,
         run_key=run_key(ledger, PREFLIGHT_STEP),
-        progress_key=_progress_key(ledger, "preflight-progress"),
+        progress_key=step_progress_key(ledger),
     )
     results = {r.instance_id: r for r in [*reach.left_out, *batch.results]}
     checked = {
@@ -145,7 +147,7 @@ def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], dict
         wave.targets,
         request,
         run_key=key,
-        progress_key=_progress_key(ledger, f"{wave.step}-progress"),
+        progress_key=step_progress_key(ledger),
     )
     sent_at = {
         instance_id: ref.sent_at
@@ -169,7 +171,9 @@ def _post_checks(ledger: WindowLedger, wave: Wave, back: list[Target]) -> dict[s
         post_script(ledger.change, params.workdir, None, KernelTargetSource.NONE),
         POST_TIMEOUT_SECONDS,
     )
-    batch = run.run_script_once(step, back, request, run_key=run_key(ledger, step))
+    batch = run.run_script_once(
+        step, back, request, run_key=run_key(ledger, step), progress_key=step_progress_key(ledger)
+    )
     by_id = {t.instance_id: t for t in back}
     judged = {
         r.instance_id: judge_post(

@@ -94,7 +94,7 @@ def test_hostile_output_stays_words_in_the_artifacts_and_the_report_file() -> No
     # The UI renders each cell of a table artifact as markdown on its own.
     (hostile_row,) = table_rows(hostile_artifacts["run-script-results"])
     (harmless_row,) = table_rows(harmless_artifacts["run-script-results"])
-    for column in ("output", "error"):
+    for column in ("output", "problem"):
         assert_only_words_differ(str(hostile_row[column]), str(harmless_row[column]))
     assert_shown(summary, ["[x](javascript:alert(1)) a \\| b | <img src=x onerror=alert(1)>"])
 

@@ -253,6 +253,7 @@ def test_a_token_a_host_prints_back_is_redacted_from_what_the_flow_keeps(
         instances=[missing.target],
         provider=provider_slug,
         token_block=token_block,
+        action="auto",
         return_state=True,
         **QUICK,
     )

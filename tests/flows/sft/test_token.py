@@ -93,6 +93,7 @@ def test_the_token_is_put_in_each_account_and_region_that_needs_it_and_removed_a
         instances=[here.target, there.target, healthy.target],
         provider=provider_slug,
         token_block=token_block,
+        action="auto",
         return_state=True,
         **QUICK,
     )

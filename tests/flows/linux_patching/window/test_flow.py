@@ -206,6 +206,15 @@ def check_records_report_and_artifacts(fleet: Thirty, result: WindowResult) -> N
     assert rows["rhel-02"]["reasons"].startswith("/boot has")
     assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-waves")) == 5
     assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-preflight")) == 30
+    # Two progress cards however many waves: the window's, and the step at work's.
+    with get_client(sync_client=True) as client:
+        cards = [
+            a.key
+            for a in client.read_artifacts()
+            if str(a.flow_run_id) == runs["preflight"].flow_run_id and a.type == "progress"
+        ]
+    prefix = f"linux-qc-window-{CHANGE.lower()}"
+    assert sorted(cards) == [f"{prefix}-progress", f"{prefix}-step-progress"]
 
 
 def check_the_failure_event(result: WindowResult) -> None:
