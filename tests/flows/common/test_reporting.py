@@ -6,7 +6,6 @@ import json
 
 import pytest
 from prefect import flow
-from prefect.client.orchestration import get_client
 
 from flows.common.reporting import (
     ArtifactBoard,
@@ -16,6 +15,7 @@ from flows.common.reporting import (
     result_rows,
 )
 from providers.base import ResultStatus, ScriptResult
+from tests.prefect_artifacts import read_artifacts
 
 RESULT = ScriptResult(
     instance_id="i-0123456789abcdef0",
@@ -75,8 +75,7 @@ def test_a_table_shown_twice_in_a_run_is_one_artifact_and_an_empty_one_says_why(
         return str(flow_run.id)
 
     run_id = shows_tables()
-    with get_client(sync_client=True) as client:
-        mine = [a for a in client.read_artifacts() if str(a.flow_run_id) == run_id]
+    mine = read_artifacts(flow_run_id=run_id)
     [twice] = [a for a in mine if a.key == "twice"]
     assert json.loads(twice.data) == [{"n": 2}] and twice.description == "second"
     [empty] = [a for a in mine if a.key == "empty-table"]

@@ -17,6 +17,7 @@ from blocks import AwsProviderBlock
 from flows.credentials.flow import CredentialsRefusedError, validate_credentials
 from providers.aws.config import AwsProviderConfig
 from providers.aws.provider import AwsProvider
+from tests.prefect_artifacts import read_artifacts
 from tests.providers.aws.credential_fixtures import AwsWire, iam_user_keys
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "moto_aws", "data_dir")
@@ -119,7 +120,7 @@ def test_secrets_appear_nowhere_a_person_can_see(
         seen.append(str(raised.value))
     with get_client(sync_client=True) as client:
         flow_run_id = state.state_details.flow_run_id
-        seen += [a.model_dump_json() for a in client.read_artifacts()]
+        seen += [a.model_dump_json() for a in read_artifacts(flow_run_id=flow_run_id)]
         seen += [
             log.message
             for log in client.read_logs(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
 
 from flows import run_script
 from flows.changes import ChangeFileError
 from flows.common.targets import TargetSelectionError
 from flows.store import Store
 from providers.base import ResultStatus, Target
+from tests.prefect_artifacts import read_artifacts
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -71,10 +71,11 @@ def test_no_or_several_target_sources_are_refused_before_anything_runs(data_dir:
 
 
 def test_artifacts_are_published(data_dir: Path) -> None:
-    run_script(script="echo artifact", targets=[LOCALHOST], provider="local")
+    state = run_script(
+        script="echo artifact", targets=[LOCALHOST], provider="local", return_state=True
+    )
 
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
+    artifacts = read_artifacts(flow_run_id=state.state_details.flow_run_id)
     keys = {a.key for a in artifacts}
     assert {"run-script-results", "run-script-summary", "run-script-progress"} <= keys
     progress = [a for a in artifacts if a.key == "run-script-progress"]
@@ -91,12 +92,9 @@ def test_every_line_of_each_instance_output_reaches_the_report_and_an_artifact(
     report = Path(result.report_path).read_text()
     assert "<details><summary>localhost (local/local): success, exit code 0</summary>" in report
     assert "<pre>line-1\n" in report and "line-40</pre>" in report and "warned" in report
-    with get_client(sync_client=True) as client:
-        [output] = [
-            a
-            for a in client.read_artifacts()
-            if a.key == "run-script-output" and a.flow_run_id == state.state_details.flow_run_id
-        ]
+    [output] = read_artifacts(
+        flow_run_id=state.state_details.flow_run_id, keys=["run-script-output"]
+    )
     assert "line-40" in str(output.data)
 
 

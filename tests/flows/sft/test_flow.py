@@ -49,6 +49,7 @@ from tests.flows.sft.hosts import (
     host,
     sent_scripts,
 )
+from tests.prefect_artifacts import read_artifacts
 from tests.ssm_emulator import SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -111,9 +112,8 @@ def test_auto_fixes_each_host_as_it_needs_and_leaves_the_healthy_one_alone(
     assert "| fixed |" in report.read_text() and "already_healthy" in report.read_text()
     recorded = _verdict_records(result)
     assert recorded[missing.id] == "fixed" and recorded[healthy.id] == "already_healthy"
-    with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert {"sft-fixer-results", "sft-fixer-summary", "sft-fixer-detect-linux-progress"} <= keys
+    wanted = {"sft-fixer-results", "sft-fixer-summary", "sft-fixer-detect-linux-progress"}
+    assert {a.key for a in read_artifacts(keys=wanted)} == wanted
 
 
 def _verdict_records(result: SftFixerResult) -> dict[str, str]:

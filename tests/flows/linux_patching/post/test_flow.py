@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.testing.fixtures import asserting_events_worker  # noqa: F401 (fixture)
@@ -34,6 +33,7 @@ from tests.flows.linux_patching.post.servers import (
     RhelServer,
     rhel_server,
 )
+from tests.prefect_artifacts import read_artifacts
 from tests.ssm_emulator import EmulatedInstance, SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -50,8 +50,7 @@ def _csv(servers: list[RhelServer], windows: EmulatedInstance) -> str:
 
 
 def _artifact_rows(key: str) -> list[dict[str, Any]]:
-    with get_client(sync_client=True) as client:
-        artifacts = [a for a in client.read_artifacts() if a.key == key]
+    artifacts = read_artifacts(keys=[key])
     assert artifacts, f"no artifact {key}"
     latest = max(artifacts, key=lambda a: a.created)
     data = latest.data

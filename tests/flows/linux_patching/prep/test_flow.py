@@ -37,6 +37,7 @@ from flows.linux_patching.prep_record import PREP_WORKFLOW as WORKFLOW
 from flows.parsers import QcReport
 from flows.store import Store
 from providers.base import Platform, Target
+from tests.prefect_artifacts import read_artifacts
 from tests.ssm_emulator import EmulatedInstance, SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -357,12 +358,9 @@ def test_artifacts_tell_the_run(twelve: Fleet) -> None:
         return_state=True,
     )
 
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts()
     by_key: dict[str, list[Any]] = {}
-    for artifact in artifacts:
-        if artifact.flow_run_id == state.state_details.flow_run_id:
-            by_key.setdefault(artifact.key or "", []).append(artifact)
+    for artifact in read_artifacts(flow_run_id=state.state_details.flow_run_id):
+        by_key.setdefault(artifact.key or "", []).append(artifact)
     prefix = f"linux-qc-prep-{CHANGE.lower()}"
     assert {f"{prefix}-qc", f"{prefix}-kernel-groups", f"{prefix}-qc-results"} <= set(by_key)
     # Shown while the run could wait for a kernel choice, then refreshed: one card per kind.

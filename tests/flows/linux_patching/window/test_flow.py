@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.client.orchestration import get_client
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 
@@ -28,6 +27,7 @@ from tests.flows.linux_patching.window.hosts import (
     build_server,
     prep,
 )
+from tests.prefect_artifacts import read_artifacts
 from tests.providers.aws.ssm_fixtures import GOV_ACCOUNT, HOME_ACCOUNT, ROLE_ACCOUNT
 from tests.ssm_emulator import SsmWorld
 
@@ -173,8 +173,7 @@ def check_each_server_installed_and_rebooted_once(world: SsmWorld, fleet: Thirty
 def artifact(key: str) -> Any:
     """The artifact's data; a table as its rows, each text cell as the UI shows it (cells are
     escaped markdown: ``->`` is stored as ``-&gt;``)."""
-    with get_client(sync_client=True) as client:
-        found = [a for a in client.read_artifacts() if a.key == key]
+    found = read_artifacts(keys=[key])
     assert found, f"no artifact {key}"
     data = max(found, key=lambda a: a.created).data
     if not (isinstance(data, str) and key.endswith(("instances", "waves", "preflight"))):
@@ -207,12 +206,11 @@ def check_records_report_and_artifacts(fleet: Thirty, result: WindowResult) -> N
     assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-waves")) == 5
     assert len(artifact(f"linux-qc-window-{CHANGE.lower()}-preflight")) == 30
     # Two progress cards however many waves: the window's, and the step at work's.
-    with get_client(sync_client=True) as client:
-        cards = [
-            a.key
-            for a in client.read_artifacts()
-            if str(a.flow_run_id) == runs["preflight"].flow_run_id and a.type == "progress"
-        ]
+    cards = [
+        a.key
+        for a in read_artifacts(flow_run_id=runs["preflight"].flow_run_id)
+        if a.type == "progress"
+    ]
     prefix = f"linux-qc-window-{CHANGE.lower()}"
     assert sorted(cards) == [f"{prefix}-progress", f"{prefix}-step-progress"]
 
