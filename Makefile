@@ -12,8 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# Without PREFECT_API_URL the demo starts Prefect's temporary server, which gets 20 s to
+# start by default: not enough on a busy two-core machine.
 demo: $(VENV)/.installed
-	$(PY) -m flows.demo
+	PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=$${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-120} \
+		$(PY) -m flows.demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
