@@ -8,8 +8,9 @@ its *simulate* mode: no bash; each script answers what the real one prints. The 
 while the server reboots, then the install runs again and reports the new kernel and boot id;
 the preflight and the post checks answer at once. The flow is the real one (tasks, store,
 artifacts) on a temporary Prefect server, with the AWS provider's real poll schedule (2 s
-growing to 15 s, with jitter); its canary takes one server of each of the three kernel groups,
-then waves of 25%.
+growing to 15 s, with jitter) and the window's own ceiling on its installs (8 s,
+``INSTALL_POLL_CEILING_SECONDS``); its canary takes one server of each of the three kernel
+groups, then waves of 25%.
 
 Printed per wave: wall time; the share of it spent waiting on the scripts and the reboot (the
 simulated install + reboot); the overhead beyond them, and where it went (detect: from the last
@@ -59,6 +60,7 @@ from flows.linux_patching.prep_record import PREP_WORKFLOW, StagedInstance  # no
 from flows.linux_patching.qc_report import QcReport  # noqa: E402
 from flows.linux_patching.window.install import BEGIN as INSTALL_BEGIN  # noqa: E402
 from flows.linux_patching.window.install import END as INSTALL_END  # noqa: E402
+from flows.linux_patching.window.patching import INSTALL_POLL_CEILING_SECONDS  # noqa: E402
 from flows.linux_patching.window.preflight import BEGIN as PREFLIGHT_BEGIN  # noqa: E402
 from flows.linux_patching.window.preflight import END as PREFLIGHT_END  # noqa: E402
 from flows.linux_patching.window.result import WindowResult  # noqa: E402
@@ -294,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"simulated install {args.install_seconds:.0f} s + reboot {args.reboot_seconds:.0f} s;"
-            f" poll {schedule.initial_seconds:.0f} s growing to {schedule.max_seconds:.0f} s"
+            f" poll {schedule.initial_seconds:.0f} s growing to {schedule.max_seconds:.0f} s,"
+            f" installs at most every {INSTALL_POLL_CEILING_SECONDS:.0f} s"
         )
         print(f"final statuses: {result.status_counts()}; whole run {wall:.0f} s")
         scripts = args.install_seconds + args.reboot_seconds

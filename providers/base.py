@@ -180,16 +180,19 @@ class Provider(ABC):
         rng: Callable[[], float] | None = None,
         on_progress: Callable[[CommandProgress], None] | None = None,
         before_poll: Callable[[], None] | None = None,
+        poll_ceiling: float | None = None,
     ) -> list[ScriptResult]:
         """Poll ``ref`` with backoff until every instance is final or the deadline passes;
-        ``before_poll`` is called before each poll (to wait for an API budget).
+        ``before_poll`` is called before each poll (to wait for an API budget). The waits
+        follow :meth:`poll_schedule`, at most ``poll_ceiling`` seconds each when given (the
+        request's ``poll_ceiling_seconds``).
 
         A poll that fails transiently is raised, for the caller to run ``collect`` again. One
         that fails for good after some instances were final raises ``CollectInterrupted``
         with their results, so those are kept: only the instances still running are left
         without one.
         """
-        delays = iter(self.poll_schedule().delays(rng or random.random))
+        delays = iter(self.poll_schedule().capped(poll_ceiling).delays(rng or random.random))
         finished: dict[str, ScriptResult] = {}
         # A command just sent is never done: the first look waits one interval after the send
         # (a re-attached, older command is looked at straight away).

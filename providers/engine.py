@@ -5,7 +5,7 @@
     groups = group_targets(targets)            # per (account, region), each instance once
     every group   -> runner.prepare(group)     # pre-check and chunk; nothing sent
     every chunk   -> runner.send(chunk)        # one command per chunk
-    every command -> runner.collect(ref)       # poll with backoff until final or deadline
+    every command -> runner.collect(ref, req)  # poll with backoff until final or deadline
 
 A ``StepRunner`` decides how each step runs. ``DirectSteps`` runs them in plain Python threads
 with retries on transient faults (``Provider.run_request``, and so ``execute_script_batch``,
@@ -111,7 +111,7 @@ class StepRunner(Protocol):
 
     def send(self, chunk: Chunk, request: ScriptRequest) -> Pending[CommandRef]: ...
 
-    def collect(self, ref: CommandRef) -> Pending[list[ScriptResult]]: ...
+    def collect(self, ref: CommandRef, request: ScriptRequest) -> Pending[list[ScriptResult]]: ...
 
 
 def run_batch(
@@ -164,7 +164,7 @@ def run_batch(
                 f"sending to {where} failed: {exc}{_maybe_sent(exc)}",
             )
             continue
-        collects.append((chunk, ref, runner.collect(ref)))
+        collects.append((chunk, ref, runner.collect(ref, request)))
 
     for chunk, ref, pending_results in collects:
         try:
@@ -207,6 +207,7 @@ class SteppedProvider(Protocol):
         rng: Callable[[], float] | None = ...,
         on_progress: Callable[[CommandProgress], None] | None = ...,
         before_poll: Callable[[], None] | None = ...,
+        poll_ceiling: float | None = ...,
     ) -> list[ScriptResult]: ...
 
     def poll_schedule(self) -> PollSchedule: ...
@@ -266,12 +267,14 @@ class DirectSteps:
 
         return self._submit(send, is_transient)
 
-    def collect(self, ref: CommandRef) -> Future[list[ScriptResult]]:
+    def collect(self, ref: CommandRef, request: ScriptRequest) -> Future[list[ScriptResult]]:
         """Submit the polling of one command until it is final or past its deadline."""
 
         def collect() -> list[ScriptResult]:
             rng = random.Random(self._poll_seed).random
-            return self._provider.collect(ref, sleep=self._sleep, rng=rng)
+            return self._provider.collect(
+                ref, sleep=self._sleep, rng=rng, poll_ceiling=request.poll_ceiling_seconds
+            )
 
         return self._submit(collect, is_transient)
 

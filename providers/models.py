@@ -160,6 +160,13 @@ class ScriptRequest(BaseModel):
     )
     max_concurrency: str | None = None
     max_errors: str | None = None
+    poll_ceiling_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="the longest wait between two looks at a command of this request, below "
+        "the provider's own ceiling: for a run that must act the moment its commands end (a "
+        "wave of reboots), at the price of more polls; None keeps the provider's schedule",
+    )
 
     @property
     def platform(self) -> Platform:
@@ -345,6 +352,18 @@ class PollSchedule(BaseModel):
     factor: float = Field(default=1.5, ge=1.0)
     jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     grace_seconds: float = Field(default=60.0, ge=0)
+
+    def capped(self, ceiling_seconds: float | None) -> PollSchedule:
+        """This schedule with waits of at most ``ceiling_seconds`` (itself when None or
+        higher than its own ceiling)."""
+        if ceiling_seconds is None or ceiling_seconds >= self.max_seconds:
+            return self
+        return self.model_copy(
+            update={
+                "max_seconds": ceiling_seconds,
+                "initial_seconds": min(self.initial_seconds, ceiling_seconds),
+            }
+        )
 
     def delays(self, rng: Callable[[], float]) -> Iterable[float]:
         delay = self.initial_seconds

@@ -27,6 +27,7 @@ the Prefect global rate limit of that name, shared by every run (see
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -192,12 +193,18 @@ def collect_command(
     on_poll: Callable[[CommandProgress], None],
     label: str,
     step: str,
+    poll_ceiling: float | None = None,
+    poll_seed: float | None = None,
 ) -> list[ScriptResult]:
-    """Poll one command until all its instances are final or its deadline has passed."""
+    """Poll one command until all its instances are final or its deadline has passed, on the
+    provider's schedule with waits of at most ``poll_ceiling`` seconds, its jitter drawn from
+    ``poll_seed`` (shared by the commands of one step, see :class:`TaskSteps`)."""
     results = provider.collect(
         ref,
         on_progress=on_poll,
         before_poll=lambda: spend_api_budget(provider, ref.account_id, ref.region),
+        rng=None if poll_seed is None else random.Random(poll_seed).random,
+        poll_ceiling=poll_ceiling,
     )
     get_run_logger().info(
         "%s %s: command %s final on %d instance(s)", step, label, ref.command_id, len(results)
@@ -217,6 +224,11 @@ class TaskSteps:
     progress: InstanceProgress
     # Chunk key -> "<account>-<region>-<n>", numbered per group in the order sent.
     _labels: dict[str, str] = field(default_factory=dict)
+    # Every command of the step polls on the same jittered schedule, relative to its own send
+    # (as ``providers.engine.DirectSteps``): a step ends with its slowest command, and with a
+    # schedule drawn per command one of a dozen nearly always looks just before its instances
+    # finish and waits a whole interval more, which a wave of reboots then waits for.
+    _poll_seed: float = field(default_factory=random.random)
     _sent_per_place: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -242,13 +254,15 @@ class TaskSteps:
         }
         return self.runner.submit(send_chunk, parameters)
 
-    def collect(self, ref: CommandRef) -> PrefectFuture[list[ScriptResult]]:
+    def collect(self, ref: CommandRef, request: ScriptRequest) -> PrefectFuture[list[ScriptResult]]:
         parameters = {
             "provider": self.provider,
             "ref": ref,
             "on_poll": self.progress.on_poll,
             "label": self._chunk_label_of(ref.chunk_key),
             "step": self.step,
+            "poll_ceiling": request.poll_ceiling_seconds,
+            "poll_seed": self._poll_seed,
         }
         return self.runner.submit(collect_command, parameters)
 
@@ -326,10 +340,13 @@ def collect_sent(
     *,
     step: str,
     progress_key: str | None = None,
+    poll_ceiling: float | None = None,
 ) -> list[ScriptResult]:
     """Re-attach to commands sent before (by a run that was then retried): poll each until its
-    instances are final or its deadline passes, one ``collect`` task per command, nothing sent.
+    instances are final or its deadline passes, one ``collect`` task per command, nothing sent;
+    ``poll_ceiling`` as the request they were sent for says (``poll_ceiling_seconds``).
     A command that cannot be read gives its instances ``error`` results naming it."""
+    poll_seed = random.random()
     progress = InstanceProgress(
         total=sum(len(r.instance_ids) for r in refs),
         key=progress_key,
@@ -351,6 +368,8 @@ def collect_sent(
                         "on_poll": progress.on_poll,
                         "label": f"{place_label(ref.account_id, ref.region)}-reattached",
                         "step": step,
+                        "poll_ceiling": poll_ceiling,
+                        "poll_seed": poll_seed,
                     },
                 ),
             )

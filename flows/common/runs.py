@@ -208,7 +208,13 @@ class WorkflowRun:
         )
         results = [
             r
-            for r in collect_sent(self.provider, sent, step=step, progress_key=progress_key)
+            for r in collect_sent(
+                self.provider,
+                sent,
+                step=step,
+                progress_key=progress_key,
+                poll_ceiling=request.poll_ceiling_seconds,
+            )
             if r.instance_id in wanted
         ]
         reached = {r.instance_id for r in results}

@@ -219,7 +219,14 @@ def fleet(layout: dict[tuple[str, str], list[str]]) -> list[Target]:
 class Run:
     """One ``run_batch`` through ``DirectSteps`` on a ``FakeCloud``, with what it reported."""
 
-    def __init__(self, cloud: FakeCloud, targets: list[Target], *, workers: int = 4) -> None:
+    def __init__(
+        self,
+        cloud: FakeCloud,
+        targets: list[Target],
+        *,
+        workers: int = 4,
+        request: ScriptRequest = REQUEST,
+    ) -> None:
         self.slept: list[float] = []
         self.problems: list[str] = []
         self.reported: list[ScriptResult] = []
@@ -228,7 +235,7 @@ class Run:
             self.batch = run_batch(
                 steps,
                 targets,
-                REQUEST,
+                request,
                 on_results=self.reported.extend,
                 on_problem=self.problems.append,
             )
@@ -398,7 +405,7 @@ def test_a_runner_of_other_futures_drives_the_same_engine() -> None:
         def send(self, chunk: Chunk, request: ScriptRequest) -> Done[CommandRef]:
             return Done(lambda: self.provider.send(chunk, request))
 
-        def collect(self, ref: CommandRef) -> Done[list[ScriptResult]]:
+        def collect(self, ref: CommandRef, request: ScriptRequest) -> Done[list[ScriptResult]]:
             return Done(lambda: self.provider.collect(ref, sleep=lambda _: None))
 
     cloud = FakeCloud()
@@ -544,13 +551,14 @@ class SlowCommands(FakeCloud):
     """Every command is final at its third look; the waits between looks are recorded per
     command, on a schedule with a lot of jitter."""
 
-    def __init__(self) -> None:
+    def __init__(self, jitter: float = 1.0) -> None:
         super().__init__()
         self.looks: Counter[str] = Counter()
         self.waits: dict[str, list[float]] = {}
+        self.jitter = jitter
 
     def poll_schedule(self) -> PollSchedule:
-        return PollSchedule(initial_seconds=0.05, max_seconds=0.2, factor=2.0, jitter=1.0)
+        return PollSchedule(initial_seconds=0.05, max_seconds=0.2, factor=2.0, jitter=self.jitter)
 
     def poll(self, ref: CommandRef, finished: Collection[str] = ()) -> CommandProgress:
         with self._lock:
@@ -566,9 +574,13 @@ class SlowCommands(FakeCloud):
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] | None = None,
         on_progress: Callable[[CommandProgress], None] | None = None,
+        before_poll: Callable[[], None] | None = None,
+        poll_ceiling: float | None = None,
     ) -> list[ScriptResult]:
         waits = self.waits.setdefault(ref.command_id, [])
-        return super().collect(ref, sleep=waits.append, rng=rng, on_progress=on_progress)
+        return super().collect(
+            ref, sleep=waits.append, rng=rng, on_progress=on_progress, poll_ceiling=poll_ceiling
+        )
 
 
 def test_the_commands_of_a_run_poll_on_one_schedule() -> None:
@@ -585,6 +597,34 @@ def test_the_commands_of_a_run_poll_on_one_schedule() -> None:
     between = {tuple(waits[-2:]) for waits in cloud.waits.values()}
     assert len(cloud.waits) == 4 and len(between) == 1
     assert between != {tuple(waits[-2:]) for waits in other.waits.values()}  # another run
+
+
+def test_a_request_s_poll_ceiling_caps_the_waits_of_its_commands() -> None:
+    # Without jitter the waits are the schedule itself: 0.05 s doubling up to 0.2 s.
+    steady, capped = SlowCommands(jitter=0.0), SlowCommands(jitter=0.0)
+
+    Run(steady, fleet(LAYOUT))
+    run = Run(
+        capped, fleet(LAYOUT), request=REQUEST.model_copy(update={"poll_ceiling_seconds": 0.08})
+    )
+
+    assert run.batch.success_count == 6 and set(capped.looks.values()) == {3}
+    assert {tuple(w[-2:]) for w in steady.waits.values()} == {(0.1, 0.2)}
+    assert {tuple(w[-2:]) for w in capped.waits.values()} == {(0.08, 0.08)}
+
+
+def test_a_poll_ceiling_only_ever_shortens_a_schedule() -> None:
+    schedule = PollSchedule(initial_seconds=2, max_seconds=15, factor=1.5, jitter=0)
+
+    def first(s: PollSchedule, n: int) -> list[float]:
+        return list(itertools.islice(s.delays(lambda: 0.5), n))
+
+    assert schedule.capped(None) is schedule and schedule.capped(30) is schedule
+    assert first(schedule.capped(8), 6) == [2, 3, 4.5, 6.75, 8, 8]
+    assert first(schedule.capped(1), 3) == [1, 1, 1]  # below the first wait too
+    assert schedule.capped(8).grace_seconds == schedule.grace_seconds
+    with pytest.raises(ValueError, match="greater than 0"):
+        ScriptRequest(script="true", poll_ceiling_seconds=0)
 
 
 def test_run_request_runs_at_most_max_workers_steps_at_once() -> None:

@@ -43,6 +43,11 @@ from providers.base import ResultStatus, ScriptResult, Target
 
 PREFLIGHT_TIMEOUT_SECONDS = 600
 POST_TIMEOUT_SECONDS = 900
+# The longest wait between two looks at a wave's install commands. The next wave waits for the
+# last server of this one to be seen back, and the provider's own schedule (AWS: up to 15 s,
+# plus jitter) has reached its ceiling by the time reboots end; 8 s halves that wait, for about
+# one ListCommandInvocations call per chunk of 50 servers every 8 s while a wave runs.
+INSTALL_POLL_CEILING_SECONDS = 8.0
 NOT_APPLICABLE = "Windows server: the Linux patch window does not apply"
 
 
@@ -133,6 +138,7 @@ def _install(ledger: WindowLedger, wave: Wave) -> tuple[list[ScriptResult], dict
         install_script(ledger.change, params.workdir, staged),
         params.install_timeout_seconds,
         delivery_timeout_seconds=params.reboot_timeout_seconds,
+        poll_ceiling_seconds=INSTALL_POLL_CEILING_SECONDS,
     )
     get_run_logger().info(
         "%s (%s): installing on %d instance(s), kernels %s",

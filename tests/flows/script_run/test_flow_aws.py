@@ -4,6 +4,7 @@ retries that never send a command twice."""
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Any
 
 import boto3
 import pytest
@@ -15,8 +16,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from blocks import AwsProviderBlock, load_provider
 from flows import run_script
 from flows.common.engine import run_on_targets
+from flows.common.runs import WorkflowRun
 from flows.store import Store
-from providers.base import ResultStatus, ScriptRequest, Target
+from providers.aws.provider import AwsProvider
+from providers.base import CommandRef, ResultStatus, ScriptRequest, ScriptResult, Target
 from tests.ssm_emulator.world import SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -260,3 +263,79 @@ def test_a_command_that_became_unreadable_keeps_the_results_already_final(
     assert by_id[fast.instance_id].stdout == fast.instance_id
     lost = by_id[slow.instance_id]
     assert lost.status is ResultStatus.ERROR and "AccessDeniedException" in (lost.error or "")
+
+
+def test_the_commands_of_a_step_poll_on_one_schedule_within_the_request_s_ceiling(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A step ends with its slowest command: each command drawing its own jitter would leave one
+    # of many looking just too early and waiting a whole interval more (a wave of reboots waits
+    # for it). Each collect task polls from the step's one seed, on the request's ceiling.
+    polled: list[tuple[str, float | None, object]] = []
+    collect = AwsProvider.collect
+
+    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
+        rng = kwargs.get("rng")
+        state = rng.__self__.getstate() if rng is not None else None  # type: ignore[attr-defined]
+        polled.append((ref.command_id, kwargs.get("poll_ceiling"), state))
+        return collect(self, ref, **kwargs)
+
+    monkeypatch.setattr(AwsProvider, "collect", recording)
+    targets = _fleet(ssm_world)
+    request = ScriptRequest(script=PRINT_OWN_ID, poll_ceiling_seconds=0.2)
+
+    @flow
+    def two_steps() -> list[int]:
+        provider = load_provider(fast_aws)
+        return [
+            run_on_targets(
+                provider,
+                targets,
+                # A request of its own per step (the flows comment each with its step): the
+                # same request twice in one run is re-attached to, not sent again.
+                request.model_copy(update={"comment": step}),
+                store=Store.default(),
+                step=step,
+            ).success_count
+            for step in ("first", "second")
+        ]
+
+    assert two_steps() == [60, 60]
+
+    first, second = polled[:3], polled[3:]
+    assert len(polled) == 6 and len({command for command, _, _ in polled}) == 6
+    assert {ceiling for _, ceiling, _ in polled} == {0.2}
+    assert len({repr(state) for _, _, state in first}) == 1
+    assert len({repr(state) for _, _, state in second}) == 1
+    assert first[0][2] != second[0][2]  # each step draws its own
+
+
+def test_a_retried_run_re_attaches_to_its_step_s_commands_within_the_request_s_ceiling(
+    ssm_world: SsmWorld, fast_aws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window's waves: a retried run follows the installs it sent before (their servers may
+    # be rebooting) as closely as the first attempt did.
+    ceilings: list[float | None] = []
+    collect = AwsProvider.collect
+
+    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
+        ceilings.append(kwargs.get("poll_ceiling"))
+        return collect(self, ref, **kwargs)
+
+    monkeypatch.setattr(AwsProvider, "collect", recording)
+    targets = _fleet(ssm_world)
+    attempts: list[int] = []
+
+    @flow(retries=1, retry_delay_seconds=0)
+    def crashes_after_the_step() -> int:
+        run = WorkflowRun.begin("test", load_provider(fast_aws), Store.default(), "CHG0000001")
+        request = run.request("wave-1", PRINT_OWN_ID, 60, poll_ceiling_seconds=0.25)
+        batch = run.run_script_once("wave-1", targets, request, run_key=f"{run.flow_run_id}/wave-1")
+        attempts.append(batch.success_count)
+        if len(attempts) == 1:
+            raise RuntimeError("the worker died after the wave")
+        return batch.success_count
+
+    assert crashes_after_the_step() == 60
+    assert attempts == [60, 60] and ssm_world.calls[("ssm", "SendCommand")] == 3
+    assert ceilings == [0.25] * 6  # three commands collected, then re-attached to

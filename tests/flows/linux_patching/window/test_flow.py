@@ -17,8 +17,11 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 
 from flows import linux_qc_patching_window
+from flows.linux_patching.window.patching import INSTALL_POLL_CEILING_SECONDS
 from flows.linux_patching.window.result import FinalStatus, WindowResult
 from flows.store import Store
+from providers.aws.provider import AwsProvider
+from providers.base import CommandRef, ScriptResult
 from tests.flows.linux_patching.window.hosts import (
     DISTROS,
     Distro,
@@ -223,11 +226,43 @@ def check_the_failure_event(result: WindowResult) -> None:
     assert events["cloudops.window.failed"].payload["counts"] == result.status_counts()
 
 
+def record_poll_ceilings(monkeypatch: pytest.MonkeyPatch) -> dict[str, float | None]:
+    """The poll ceiling each command was collected with, by chunk key."""
+    ceilings: dict[str, float | None] = {}
+    collect = AwsProvider.collect
+
+    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
+        ceilings[ref.chunk_key] = kwargs.get("poll_ceiling")
+        return collect(self, ref, **kwargs)
+
+    monkeypatch.setattr(AwsProvider, "collect", recording)
+    return ceilings
+
+
+def check_installs_polled_within_their_ceiling(
+    ceilings: dict[str, float | None], result: WindowResult
+) -> None:
+    """The next wave waits for the last server of this one to be seen back: the installs are
+    looked at every INSTALL_POLL_CEILING_SECONDS at most; the other commands on the provider's
+    own schedule."""
+    store = Store.default()
+    [flow_run_id] = {r.flow_run_id for r in store.runs_for_change(CHANGE) if r.workflow == WORKFLOW}
+    installs = {
+        ref.chunk_key
+        for wave in result.waves
+        for ref in store.commands_for(f"{flow_run_id}/wave-{wave.number}")
+    }
+    assert installs and installs < set(ceilings)
+    assert {ceilings[key] for key in installs} == {INSTALL_POLL_CEILING_SECONDS}
+    assert {c for key, c in ceilings.items() if key not in installs} == {None}
+
+
 @pytest.mark.usefixtures("asserting_events_worker")
 def test_thirty_servers_canary_per_group_then_waves_each_with_its_final_status(
-    ssm_world: SsmWorld, window_provider: str
+    ssm_world: SsmWorld, window_provider: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet = thirty_servers(ssm_world)
+    ceilings = record_poll_ceilings(monkeypatch)
 
     result = linux_qc_patching_window(
         CHANGE,
@@ -251,3 +286,4 @@ def test_thirty_servers_canary_per_group_then_waves_each_with_its_final_status(
     check_each_server_installed_and_rebooted_once(ssm_world, fleet)
     check_records_report_and_artifacts(fleet, result)
     check_the_failure_event(result)
+    check_installs_polled_within_their_ceiling(ceilings, result)
