@@ -224,13 +224,13 @@ class TaskSteps:
     progress: InstanceProgress
     # Chunk key -> "<account>-<region>-<n>", numbered per group in the order sent.
     _labels: dict[str, str] = field(default_factory=dict)
+    _sent_per_place: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     # Every command of the step polls on the same jittered schedule, relative to its own send
     # (as ``providers.engine.DirectSteps``): a step ends with its slowest command, and with a
     # schedule drawn per command one of a dozen nearly always looks just before its instances
     # finish and waits a whole interval more, which a wave of reboots then waits for.
     _poll_seed: float = field(default_factory=random.random)
-    _sent_per_place: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def prepare(self, group: TargetGroup, request: ScriptRequest) -> PrefectFuture[Plan]:
         parameters = {
