@@ -18,8 +18,13 @@ demo: $(VENV)/.installed
 	PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=$${PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS:-120} \
 		$(PY) -m flows.demo
 
+# The tests run on TEST_WORKERS pytest-xdist workers. Many of them spend part of their time waiting
+# (polls, subprocesses, flow runs), so more workers than cores pay off. tests/conftest.py keeps
+# the tests of the deployed Prefect stack (tests/deploy) on one worker.
+TEST_WORKERS ?= 4
+
 test: $(VENV)/.installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

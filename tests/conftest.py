@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 _SCRATCH = Path(tempfile.mkdtemp(prefix="cloudops-tests-"))
 _AWS_FILES = _SCRATCH / "aws"
@@ -40,6 +41,10 @@ os.environ.update(
 import pytest  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
+# The tests of one deployed Prefect stack (tests/deploy/conftest.py: a server, its database and
+# `prefect deploy --all`, a minute to start) run on one worker under pytest-xdist.
+ONE_WORKER_TESTS = "tests/deploy/"
+
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
@@ -56,6 +61,25 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("CLOUDOPS_REPORTS_DIR", raising=False)
     return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How ``make test`` (``pytest -n N``: pytest-xdist, ``--dist load``) hands tests out: every
+    test is a unit of work for whichever worker is free, except the tests under
+    ``ONE_WORKER_TESTS``, which are one unit, so one worker starts their stack once instead of
+    every worker starting its own. (``--dist loadgroup`` with ``xdist_group`` marks would say the
+    same, but pytest-xdist 3.8 no longer groups on pytest 9.2: pytest-xdist issue 1386.)
+    The biggest unit goes out first, so the stack's long lane starts at once."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneStackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return ONE_WORKER_TESTS if nodeid.startswith(ONE_WORKER_TESTS) else nodeid
+
+    return OneStackScheduling(config, log)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -3,6 +3,9 @@ backed by its own database on the PostgreSQL server of ``.ci/postgres.sh``, the 
 registered, the ``cloudops`` process pool, the deployments of ``prefect.yaml``, and process
 workers started on demand.
 
+Under pytest-xdist (``make test``) every test of this folder runs on one worker (the scheduler
+in ``tests/conftest.py``), so a run starts one stack, not one per worker.
+
 Every process is started in its own session and its whole process group is stopped at the
 end (workers first, then the server), whatever the tests did. Without
 ``CLOUDOPS_TEST_POSTGRES_URL`` the stack is skipped on a workstation and fails under CI (``CI``

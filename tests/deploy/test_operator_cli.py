@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from tests.deploy.conftest import REPO_ROOT, PrefectStack, free_loopback_port, stop_process_group
+from tests.deploy.conftest import REPO_ROOT, PrefectStack, stop_process_group
 
 CLOUDOPS = Path(sys.executable).parent / "cloudops"
 CHANGE = "CHG0042AUT"
@@ -94,9 +94,6 @@ class Webhook:
 
 @pytest.fixture
 def webhook() -> Iterator[Webhook]:
-    port = free_loopback_port()
-    hook = Webhook(url=f"http://127.0.0.1:{port}/notify")
-
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
@@ -107,7 +104,10 @@ def webhook() -> Iterator[Webhook]:
         def log_message(self, *_: object) -> None:
             return
 
-    server = HTTPServer(("127.0.0.1", port), Handler)
+    # Port 0: the kernel picks a free port as it binds, so no other test process can take it
+    # between a look-up and the bind.
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    hook = Webhook(url=f"http://127.0.0.1:{server.server_address[1]}/notify")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield hook
