@@ -63,6 +63,9 @@ _cloudops_postgres_setup() {
     then
         _cloudops_psql -c "CREATE DATABASE $database OWNER $role" || return 1
     fi
+    # DROP DATABASE ... WITH (FORCE) in the store tests ends the sessions left on a test
+    # database; those of another role too (not a superuser's) with pg_signal_backend.
+    _cloudops_psql -c "GRANT pg_signal_backend TO $role" || return 1
     unset -f _cloudops_psql
 
     CLOUDOPS_TEST_POSTGRES_URL="postgresql+psycopg://$role:$password@127.0.0.1:$port/$database"

@@ -8,6 +8,7 @@ Without that variable the PostgreSQL variant is skipped on a workstation but fai
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError
 
 from flows.changes import ChangeSpec
 from flows.store import Store
@@ -37,9 +39,23 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin: Engine, name: str, attempts: int = 20) -> None:
+    """Drop ``name``, ending the sessions still on it. A process of another role on it (an
+    autovacuum worker, seen with four test workers at once) cannot be ended by the test role
+    and fails the drop: it is tried again while that process finishes its work."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except DBAPIError as exc:
+            if attempt == attempts or "pg_signal_backend" not in str(exc.orig):
+                raise
+            time.sleep(0.5)
 
 
 def postgres_server_url() -> str:
