@@ -39,6 +39,8 @@ from prefect.testing.fixtures import asserting_events_worker  # noqa: F401 (fixt
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from tests.postgres import drop_database
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The CLI of the interpreter running the tests, wherever its virtual environment is.
 PREFECT = Path(sys.executable).parent / "prefect"
@@ -75,8 +77,7 @@ def prefect_database(server_url: str) -> Iterator[str]:
             hide_password=False
         )
     finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(admin, name)
         admin.dispose()
 
 

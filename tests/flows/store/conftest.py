@@ -8,7 +8,6 @@ Without that variable the PostgreSQL variant is skipped on a workstation but fai
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import create_engine
 
 from flows.changes import ChangeSpec
 from flows.store import Store
 from flows.store.database import parse_database_url
 from providers.base import Platform, ResultStatus, ScriptResult, Target
+from tests.postgres import drop_database
 
 POSTGRES_URL_VARIABLE = "CLOUDOPS_TEST_POSTGRES_URL"
 
@@ -39,23 +38,8 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        _drop_database(admin, name)
+        drop_database(admin, name)
         admin.dispose()
-
-
-def _drop_database(admin: Engine, name: str, attempts: int = 20) -> None:
-    """Drop ``name``, ending the sessions still on it. A process of another role on it (an
-    autovacuum worker, seen with four test workers at once) cannot be ended by the test role
-    and fails the drop: it is tried again while that process finishes its work."""
-    for attempt in range(1, attempts + 1):
-        try:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except DBAPIError as exc:
-            if attempt == attempts or "pg_signal_backend" not in str(exc.orig):
-                raise
-            time.sleep(0.5)
 
 
 def postgres_server_url() -> str:
