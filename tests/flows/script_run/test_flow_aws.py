@@ -4,7 +4,6 @@ retries that never send a command twice."""
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Any
 
 import boto3
 import pytest
@@ -18,8 +17,8 @@ from flows import run_script
 from flows.common.engine import run_on_targets
 from flows.common.runs import WorkflowRun
 from flows.store import Store
-from providers.aws.provider import AwsProvider
-from providers.base import CommandRef, ResultStatus, ScriptRequest, ScriptResult, Target
+from providers.base import ResultStatus, ScriptRequest, Target
+from tests.providers.aws.ssm_fixtures import record_collects
 from tests.ssm_emulator.world import SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -271,16 +270,7 @@ def test_the_commands_of_a_step_poll_on_one_schedule_within_the_request_s_ceilin
     # A step ends with its slowest command: each command drawing its own jitter would leave one
     # of many looking just too early and waiting a whole interval more (a wave of reboots waits
     # for it). Each collect task polls from the step's one seed, on the request's ceiling.
-    polled: list[tuple[str, float | None, object]] = []
-    collect = AwsProvider.collect
-
-    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
-        rng = kwargs.get("rng")
-        state = rng.__self__.getstate() if rng is not None else None  # type: ignore[attr-defined]
-        polled.append((ref.command_id, kwargs.get("poll_ceiling"), state))
-        return collect(self, ref, **kwargs)
-
-    monkeypatch.setattr(AwsProvider, "collect", recording)
+    polled = record_collects(monkeypatch)
     targets = _fleet(ssm_world)
     request = ScriptRequest(script=PRINT_OWN_ID, poll_ceiling_seconds=0.2)
 
@@ -303,11 +293,11 @@ def test_the_commands_of_a_step_poll_on_one_schedule_within_the_request_s_ceilin
     assert two_steps() == [60, 60]
 
     first, second = polled[:3], polled[3:]
-    assert len(polled) == 6 and len({command for command, _, _ in polled}) == 6
-    assert {ceiling for _, ceiling, _ in polled} == {0.2}
-    assert len({repr(state) for _, _, state in first}) == 1
-    assert len({repr(state) for _, _, state in second}) == 1
-    assert first[0][2] != second[0][2]  # each step draws its own
+    assert len(polled) == 6 and len({c.command_id for c in polled}) == 6
+    assert {c.poll_ceiling for c in polled} == {0.2}
+    assert len({repr(c.jitter_state) for c in first}) == 1
+    assert len({repr(c.jitter_state) for c in second}) == 1
+    assert first[0].jitter_state != second[0].jitter_state  # each step draws its own
 
 
 def test_a_retried_run_re_attaches_to_its_step_s_commands_within_the_request_s_ceiling(
@@ -315,14 +305,7 @@ def test_a_retried_run_re_attaches_to_its_step_s_commands_within_the_request_s_c
 ) -> None:
     # The window's waves: a retried run follows the installs it sent before (their servers may
     # be rebooting) as closely as the first attempt did.
-    ceilings: list[float | None] = []
-    collect = AwsProvider.collect
-
-    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
-        ceilings.append(kwargs.get("poll_ceiling"))
-        return collect(self, ref, **kwargs)
-
-    monkeypatch.setattr(AwsProvider, "collect", recording)
+    collects = record_collects(monkeypatch)
     targets = _fleet(ssm_world)
     attempts: list[int] = []
 
@@ -338,4 +321,5 @@ def test_a_retried_run_re_attaches_to_its_step_s_commands_within_the_request_s_c
 
     assert crashes_after_the_step() == 60
     assert attempts == [60, 60] and ssm_world.calls[("ssm", "SendCommand")] == 3
-    assert ceilings == [0.25] * 6  # three commands collected, then re-attached to
+    # three commands collected, then re-attached to
+    assert [c.poll_ceiling for c in collects] == [0.25] * 6

@@ -7,6 +7,7 @@ Made visible to this folder's tests by ``conftest.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from moto.iam.models import iam_backends
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 from providers.aws.config import AwsProviderConfig
 from providers.aws.provider import AwsProvider
 from providers.aws.settings import LegacyCredentials
-from providers.base import PollSchedule, Target
+from providers.base import CommandRef, PollSchedule, ScriptResult, Target
 from providers.partitions import Environment
 from tests.ssm_emulator import Credentials, EmulatedInstance, SsmWorld
 
@@ -98,3 +99,34 @@ def _govcloud_keys(account_id: str) -> Credentials:
     iam.create_user(region_name="us-gov-west-1", user_name="cloudops-gov")
     key = iam.create_access_key("cloudops-gov")
     return Credentials(key.access_key_id, key.secret_access_key)
+
+
+@dataclass(frozen=True)
+class Collected:
+    """One ``collect`` of a command by the AWS provider, as the engine asked for it."""
+
+    command_id: str
+    chunk_key: str
+    poll_ceiling: float | None
+    jitter_state: object  # the state its jitter is drawn from (None: a fresh random draw)
+
+
+def record_collects(monkeypatch: pytest.MonkeyPatch) -> list[Collected]:
+    """Every ``AwsProvider.collect`` from now on, in order; each still polls as it would."""
+    collects: list[Collected] = []
+    collect = AwsProvider.collect
+
+    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
+        rng = kwargs.get("rng")
+        collects.append(
+            Collected(
+                command_id=ref.command_id,
+                chunk_key=ref.chunk_key,
+                poll_ceiling=kwargs.get("poll_ceiling"),
+                jitter_state=rng.__self__.getstate() if rng is not None else None,
+            )
+        )
+        return collect(self, ref, **kwargs)
+
+    monkeypatch.setattr(AwsProvider, "collect", recording)
+    return collects

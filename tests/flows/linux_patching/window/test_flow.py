@@ -20,8 +20,6 @@ from flows import linux_qc_patching_window
 from flows.linux_patching.window.patching import INSTALL_POLL_CEILING_SECONDS
 from flows.linux_patching.window.result import FinalStatus, WindowResult
 from flows.store import Store
-from providers.aws.provider import AwsProvider
-from providers.base import CommandRef, ScriptResult
 from tests.flows.linux_patching.window.hosts import (
     DISTROS,
     Distro,
@@ -31,7 +29,13 @@ from tests.flows.linux_patching.window.hosts import (
     prep,
 )
 from tests.prefect_artifacts import read_artifacts
-from tests.providers.aws.ssm_fixtures import GOV_ACCOUNT, HOME_ACCOUNT, ROLE_ACCOUNT
+from tests.providers.aws.ssm_fixtures import (
+    GOV_ACCOUNT,
+    HOME_ACCOUNT,
+    ROLE_ACCOUNT,
+    Collected,
+    record_collects,
+)
 from tests.ssm_emulator import SsmWorld
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "data_dir")
@@ -226,21 +230,8 @@ def check_the_failure_event(result: WindowResult) -> None:
     assert events["cloudops.window.failed"].payload["counts"] == result.status_counts()
 
 
-def record_poll_ceilings(monkeypatch: pytest.MonkeyPatch) -> dict[str, float | None]:
-    """The poll ceiling each command was collected with, by chunk key."""
-    ceilings: dict[str, float | None] = {}
-    collect = AwsProvider.collect
-
-    def recording(self: AwsProvider, ref: CommandRef, **kwargs: Any) -> list[ScriptResult]:
-        ceilings[ref.chunk_key] = kwargs.get("poll_ceiling")
-        return collect(self, ref, **kwargs)
-
-    monkeypatch.setattr(AwsProvider, "collect", recording)
-    return ceilings
-
-
 def check_installs_polled_within_their_ceiling(
-    ceilings: dict[str, float | None], result: WindowResult
+    collects: list[Collected], result: WindowResult
 ) -> None:
     """The next wave waits for the last server of this one to be seen back: the installs are
     looked at every INSTALL_POLL_CEILING_SECONDS at most; the other commands on the provider's
@@ -252,6 +243,7 @@ def check_installs_polled_within_their_ceiling(
         for wave in result.waves
         for ref in store.commands_for(f"{flow_run_id}/wave-{wave.number}")
     }
+    ceilings = {c.chunk_key: c.poll_ceiling for c in collects}
     assert installs and installs < set(ceilings)
     assert {ceilings[key] for key in installs} == {INSTALL_POLL_CEILING_SECONDS}
     assert {c for key, c in ceilings.items() if key not in installs} == {None}
@@ -262,7 +254,7 @@ def test_thirty_servers_canary_per_group_then_waves_each_with_its_final_status(
     ssm_world: SsmWorld, window_provider: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet = thirty_servers(ssm_world)
-    ceilings = record_poll_ceilings(monkeypatch)
+    collects = record_collects(monkeypatch)
 
     result = linux_qc_patching_window(
         CHANGE,
@@ -286,4 +278,4 @@ def test_thirty_servers_canary_per_group_then_waves_each_with_its_final_status(
     check_each_server_installed_and_rebooted_once(ssm_world, fleet)
     check_records_report_and_artifacts(fleet, result)
     check_the_failure_event(result)
-    check_installs_polled_within_their_ceiling(ceilings, result)
+    check_installs_polled_within_their_ceiling(collects, result)
